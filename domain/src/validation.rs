@@ -1,0 +1,515 @@
+//! Turns a request body into a validated command, reporting every violation (field path and reason) at once.
+//! Works on the raw JSON text of each value so that `6.0`, `"6"` and `1e3` are told apart and prices stay exact.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::id::{ItemId, OrderId};
+use crate::order::{
+    Lines, MAX_LINES, MAX_PRICE_SCALE, MAX_QUANTITY, OrderDraft, OrderLine, Quantity, UnitPrice, Version, timestamp,
+};
+
+/// How far ahead of acceptance a client-supplied `orderDate` may be.
+pub fn max_future() -> Duration {
+    Duration::days(1)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// JSON path of the offending value, e.g. `items[2].quantity`; empty for the body itself.
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violations(Vec<Violation>);
+
+impl Violations {
+    fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(Violation { field: field.into(), reason: reason.into() });
+    }
+
+    pub fn as_slice(&self) -> &[Violation] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn into_result<T>(self, ok: impl FnOnce() -> T) -> Result<T, InputError> {
+        if self.0.is_empty() { Ok(ok()) } else { Err(InputError::Invalid(self)) }
+    }
+}
+
+impl fmt::Display for Violations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", if v.field.is_empty() { "body" } else { &v.field }, v.reason)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The body is not JSON at all.
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    /// The body is JSON but breaks the rules.
+    #[error("invalid request: {0}")]
+    Invalid(Violations),
+}
+
+/// A JSON object with its members in order, duplicates kept (so that they can be refused, not silently merged).
+struct Object<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Object<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'a>, A::Error> {
+                let mut members = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, &'a RawValue>()? {
+                    members.push((k, v));
+                }
+                Ok(Object(members))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+fn kind(raw: &RawValue) -> Kind {
+    match raw.get().as_bytes().first() {
+        Some(b'n') => Kind::Null,
+        Some(b't' | b'f') => Kind::Bool,
+        Some(b'"') => Kind::String,
+        Some(b'[') => Kind::Array,
+        Some(b'{') => Kind::Object,
+        _ => Kind::Number,
+    }
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Null => "null",
+        Kind::Bool => "a boolean",
+        Kind::Number => "a number",
+        Kind::String => "a string",
+        Kind::Array => "an array",
+        Kind::Object => "an object",
+    }
+}
+
+/// Picks the known members out of an object, recording unknown and repeated ones as violations.
+struct Fields<'a> {
+    path: String,
+    members: Vec<(String, &'a RawValue)>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(path: &str, obj: Object<'a>, known: &[&str], out: &mut Violations) -> Fields<'a> {
+        let mut members: Vec<(String, &'a RawValue)> = Vec::with_capacity(obj.0.len());
+        for (name, value) in obj.0 {
+            let field = join(path, &name);
+            if !known.contains(&name.as_str()) {
+                out.add(field, format!("unknown field (expected one of: {})", known.join(", ")));
+            } else if members.iter().any(|(n, _)| *n == name) {
+                out.add(field, "appears more than once");
+            } else {
+                members.push((name, value));
+            }
+        }
+        Fields { path: path.to_owned(), members }
+    }
+
+    fn take(&self, name: &str) -> Option<&'a RawValue> {
+        self.members.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    fn path(&self, name: &str) -> String {
+        join(&self.path, name)
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") }
+}
+
+fn parse_object<'a>(body: &'a [u8]) -> Result<Result<Object<'a>, Violations>, InputError> {
+    let raw: &RawValue = serde_json::from_slice(body).map_err(|e| InputError::Malformed(e.to_string()))?;
+    match serde_json::from_str::<Object<'_>>(raw.get()) {
+        Ok(obj) => Ok(Ok(obj)),
+        Err(_) => {
+            let mut v = Violations::default();
+            v.add("", format!("must be a JSON object, not {}", kind_name(kind(raw))));
+            Ok(Err(v))
+        }
+    }
+}
+
+fn string(raw: &RawValue, field: &str, out: &mut Violations) -> Option<String> {
+    if kind(raw) != Kind::String {
+        out.add(field, format!("must be a string, not {}", kind_name(kind(raw))));
+        return None;
+    }
+    serde_json::from_str::<String>(raw.get()).ok()
+}
+
+fn id<T>(raw: Option<&RawValue>, field: &str, parse: fn(&str) -> Result<T, crate::IdError>, out: &mut Violations) -> Option<T> {
+    let Some(raw) = raw.filter(|r| kind(r) != Kind::Null) else {
+        out.add(field, "is required");
+        return None;
+    };
+    let text = string(raw, field, out)?;
+    parse(&text).map_err(|e| out.add(field, e.to_string())).ok()
+}
+
+/// An integer literal in `lo..=hi`; fractions, exponents, strings and booleans are refused, not coerced.
+fn integer(raw: Option<&RawValue>, field: &str, lo: u64, hi: u64, out: &mut Violations) -> Option<u64> {
+    let Some(raw) = raw.filter(|r| kind(r) != Kind::Null) else {
+        out.add(field, "is required");
+        return None;
+    };
+    if kind(raw) != Kind::Number {
+        out.add(field, format!("must be an integer, not {}", kind_name(kind(raw))));
+        return None;
+    }
+    let text = raw.get();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        out.add(field, "must be a whole number");
+        return None;
+    }
+    let range = format!("must be between {lo} and {hi}");
+    if text.starts_with('-') {
+        out.add(field, range);
+        return None;
+    }
+    match text.parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Some(n),
+        _ => {
+            out.add(field, range);
+            None
+        }
+    }
+}
+
+fn price(raw: &RawValue, field: &str, out: &mut Violations) -> Option<UnitPrice> {
+    let text = match kind(raw) {
+        Kind::Number => raw.get().to_owned(),
+        Kind::String => serde_json::from_str::<String>(raw.get()).ok()?,
+        k => {
+            out.add(field, format!("must be a decimal number or a decimal string, not {}", kind_name(k)));
+            return None;
+        }
+    };
+    let parsed = if text.contains(['e', 'E']) { Decimal::from_scientific(&text) } else { Decimal::from_str_exact(&text) };
+    let Ok(value) = parsed else {
+        out.add(field, "is not a decimal number within range");
+        return None;
+    };
+    UnitPrice::new(value)
+        .map_err(|e| out.add(field, format!("{e} (at most {MAX_PRICE_SCALE} decimal places, not negative)")))
+        .ok()
+}
+
+fn order_date(raw: &RawValue, field: &str, now: DateTime<Utc>, out: &mut Violations) -> Option<DateTime<Utc>> {
+    let text = string(raw, field, out)?;
+    let parsed = DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).ok().or_else(|| {
+        NaiveDate::from_str(&text).ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+    });
+    let Some(at) = parsed else {
+        out.add(field, "must be an RFC 3339 time with offset (2022-10-13T09:30:00Z) or a date (2022-10-13)");
+        return None;
+    };
+    if at > now + max_future() {
+        out.add(field, "must not be more than 1 day in the future");
+        return None;
+    }
+    Some(timestamp(at))
+}
+
+fn lines(raw: Option<&RawValue>, out: &mut Violations) -> Option<Lines> {
+    let Some(raw) = raw.filter(|r| kind(r) != Kind::Null) else {
+        out.add("items", "is required");
+        return None;
+    };
+    let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+        out.add("items", format!("must be an array, not {}", kind_name(kind(raw))));
+        return None;
+    };
+    let before = out.0.len();
+    if elements.is_empty() {
+        out.add("items", "must have at least one line");
+    }
+    if elements.len() > MAX_LINES {
+        out.add("items", format!("must have at most {MAX_LINES} lines (got {})", elements.len()));
+    }
+    let mut parsed: Vec<OrderLine> = Vec::with_capacity(elements.len());
+    let mut first_index: Vec<(ItemId, usize)> = Vec::new();
+    for (i, element) in elements.iter().enumerate() {
+        let path = format!("items[{i}]");
+        let Ok(obj) = serde_json::from_str::<Object<'_>>(element.get()) else {
+            out.add(path, format!("must be an object, not {}", kind_name(kind(element))));
+            continue;
+        };
+        let f = Fields::new(&path, obj, &["itemid", "quantity", "unitPrice"], out);
+        let itemid = id(f.take("itemid"), &f.path("itemid"), ItemId::parse, out);
+        let quantity = integer(f.take("quantity"), &f.path("quantity"), 1, MAX_QUANTITY.into(), out)
+            .and_then(|q| Quantity::new(u32::try_from(q).ok()?));
+        let unit_price = match f.take("unitPrice").filter(|r| kind(r) != Kind::Null) {
+            None => Some(None),
+            Some(r) => price(r, &f.path("unitPrice"), out).map(Some),
+        };
+        if let Some(itemid) = &itemid {
+            match first_index.iter().find(|(seen, _)| seen == itemid) {
+                Some((_, j)) => out.add(f.path("itemid"), format!("duplicate item {itemid} (also at items[{j}])")),
+                None => first_index.push((itemid.clone(), i)),
+            }
+        }
+        if let (Some(itemid), Some(quantity), Some(unit_price)) = (itemid, quantity, unit_price) {
+            parsed.push(OrderLine { itemid, quantity, unit_price });
+        }
+    }
+    if out.0.len() != before {
+        return None;
+    }
+    // Every rule Lines::new checks was reported above, so it can only succeed here.
+    Lines::new(parsed).map_err(|e| out.add("items", e.to_string())).ok()
+}
+
+/// Parses the create body `{"orderId":"6119","items":[{"itemid":"z3333","quantity":6}],"orderDate"?:...}`.
+pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderDraft, InputError> {
+    let obj = match parse_object(body)? {
+        Ok(obj) => obj,
+        Err(v) => return Err(InputError::Invalid(v)),
+    };
+    let mut out = Violations::default();
+    let f = Fields::new("", obj, &["orderId", "items", "orderDate"], &mut out);
+    let order_id = id(f.take("orderId"), "orderId", OrderId::parse, &mut out);
+    let lines = lines(f.take("items"), &mut out);
+    let order_date = match f.take("orderDate").filter(|r| kind(r) != Kind::Null) {
+        None => Some(None),
+        Some(r) => order_date(r, "orderDate", now, &mut out).map(Some),
+    };
+    out.into_result(|| match (order_id, lines, order_date) {
+        (Some(order_id), Some(lines), Some(order_date)) => OrderDraft { order_id, lines, order_date },
+        _ => unreachable!("a missing part was reported as a violation"),
+    })
+}
+
+/// A validated amend body: the new lines and, if the body carried one, the version the client read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amendment {
+    pub lines: Lines,
+    pub version: Option<Version>,
+}
+
+/// Parses the amend body `{"items":[...],"version"?:3,"orderId"?:"6119"}`; an `orderId`, if present, must be the
+/// one in the path.
+pub fn parse_amendment(body: &[u8], path_id: &OrderId) -> Result<Amendment, InputError> {
+    let obj = match parse_object(body)? {
+        Ok(obj) => obj,
+        Err(v) => return Err(InputError::Invalid(v)),
+    };
+    let mut out = Violations::default();
+    let f = Fields::new("", obj, &["orderId", "items", "version"], &mut out);
+    if let Some(raw) = f.take("orderId").filter(|r| kind(r) != Kind::Null)
+        && let Some(given) = string(raw, "orderId", &mut out)
+        && given != path_id.as_str()
+    {
+        out.add("orderId", "must match the order id in the path");
+    }
+    let lines = lines(f.take("items"), &mut out);
+    let version = match f.take("version").filter(|r| kind(r) != Kind::Null) {
+        None => Some(None),
+        Some(r) => integer(Some(r), "version", 1, u64::MAX, &mut out).and_then(Version::new).map(Some),
+    };
+    out.into_result(|| match (lines, version) {
+        (Some(lines), Some(version)) => Amendment { lines, version },
+        _ => unreachable!("a missing part was reported as a violation"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn violations(body: &str) -> Vec<(String, String)> {
+        match parse_create(body.as_bytes(), now()) {
+            Err(InputError::Invalid(v)) => v.0.into_iter().map(|v| (v.field, v.reason)).collect(),
+            other => panic!("expected violations for {body}, got {other:?}"),
+        }
+    }
+
+    fn fields(body: &str) -> Vec<String> {
+        violations(body).into_iter().map(|(f, _)| f).collect()
+    }
+
+    #[test]
+    fn given_the_earlier_request_shape_when_parsed_then_it_is_accepted_as_is() {
+        let draft =
+            parse_create(br#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#, now())
+                .unwrap();
+        assert_eq!(draft.order_id.as_str(), "6119");
+        assert_eq!(draft.lines.as_slice().len(), 2);
+        assert_eq!(draft.lines.as_slice()[0].quantity.get(), 6);
+        assert_eq!(draft.order_date, None);
+    }
+
+    #[test]
+    fn given_prices_and_a_date_when_parsed_then_they_are_exact_and_utc() {
+        let draft = parse_create(
+            br#"{"orderId":"a","orderDate":"2022-10-13T23:30:00-02:00","items":[
+                {"itemid":"x","quantity":1,"unitPrice":19.99},
+                {"itemid":"y","quantity":1,"unitPrice":"0.1000"},
+                {"itemid":"z","quantity":1,"unitPrice":12345678901234567.5}]}"#,
+            now(),
+        )
+        .unwrap();
+        let prices: Vec<String> =
+            draft.lines.as_slice().iter().map(|l| l.unit_price.unwrap().get().to_string()).collect();
+        assert_eq!(prices, ["19.99", "0.1", "12345678901234567.5"]);
+        assert_eq!(crate::order::format_time(&draft.order_date.unwrap()), "2022-10-14T01:30:00.000Z");
+    }
+
+    #[test]
+    fn a_date_without_time_is_midnight_utc() {
+        let draft = parse_create(br#"{"orderId":"a","orderDate":"2022-10-13","items":[{"itemid":"x","quantity":1}]}"#, now())
+            .unwrap();
+        assert_eq!(crate::order::format_time(&draft.order_date.unwrap()), "2022-10-13T00:00:00.000Z");
+    }
+
+    #[test]
+    fn given_bad_quantities_when_parsed_then_each_is_reported_with_its_path() {
+        let v = violations(
+            r#"{"orderId":"a","items":[
+                {"itemid":"q0","quantity":0},
+                {"itemid":"q1","quantity":-1},
+                {"itemid":"q2","quantity":1.5},
+                {"itemid":"q3","quantity":"6"},
+                {"itemid":"q4"},
+                {"itemid":"q5","quantity":1000001},
+                {"itemid":"q6","quantity":6.0},
+                {"itemid":"q7","quantity":1e3},
+                {"itemid":"q8","quantity":true},
+                {"itemid":"q9","quantity":99999999999999999999999}]}"#,
+        );
+        let fields: Vec<&str> = v.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            (0..10).map(|i| format!("items[{i}].quantity")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        assert!(v[0].1.contains("between 1 and 1000000"));
+        assert!(v[2].1.contains("whole number"));
+        assert!(v[3].1.contains("not a string"));
+        assert_eq!(v[4].1, "is required");
+    }
+
+    #[test]
+    fn given_many_problems_when_parsed_then_all_are_reported_not_just_the_first() {
+        let f = fields(
+            r#"{"orderId":"has space","extra":1,"orderDate":"2026-11-23T12:00:01Z","items":[
+                {"itemid":"","quantity":1},
+                {"itemid":"dup","quantity":1,"unitPrice":-1},
+                {"itemid":"dup","quantity":1,"unitPrice":"1.00001"},
+                {"itemid":"ok","quantity":1,"colour":"red"},
+                7]}"#,
+        );
+        assert_eq!(
+            f,
+            [
+                "extra",
+                "orderId",
+                "items[0].itemid",
+                "items[1].unitPrice",
+                "items[2].unitPrice",
+                "items[2].itemid",
+                "items[3].colour",
+                "items[4]",
+                "orderDate"
+            ]
+        );
+    }
+
+    #[test]
+    fn order_id_and_item_rules() {
+        assert_eq!(fields(r#"{"items":[{"itemid":"a","quantity":1}]}"#), ["orderId"]);
+        assert_eq!(fields(r#"{"orderId":6119,"items":[{"itemid":"a","quantity":1}]}"#), ["orderId"]);
+        let long = "x".repeat(65);
+        assert_eq!(fields(&format!(r#"{{"orderId":"{long}","items":[{{"itemid":"{long}","quantity":1}}]}}"#)), [
+            "orderId",
+            "items[0].itemid"
+        ]);
+        assert_eq!(fields(r#"{"orderId":"a","items":[]}"#), ["items"]);
+        assert_eq!(fields(r#"{"orderId":"a","items":{}}"#), ["items"]);
+        assert_eq!(fields(r#"{"orderId":"a"}"#), ["items"]);
+        let hundred_one: Vec<String> = (0..101).map(|i| format!(r#"{{"itemid":"i{i}","quantity":1}}"#)).collect();
+        assert_eq!(fields(&format!(r#"{{"orderId":"a","items":[{}]}}"#, hundred_one.join(","))), ["items"]);
+        let hundred: Vec<String> = (0..100).map(|i| format!(r#"{{"itemid":"i{i}","quantity":1}}"#)).collect();
+        assert!(parse_create(format!(r#"{{"orderId":"a","items":[{}]}}"#, hundred.join(",")).as_bytes(), now()).is_ok());
+    }
+
+    #[test]
+    fn duplicate_members_are_refused_not_merged() {
+        assert_eq!(fields(r#"{"orderId":"a","orderId":"b","items":[{"itemid":"a","quantity":1}]}"#), ["orderId"]);
+    }
+
+    #[test]
+    fn order_date_may_be_up_to_one_day_ahead() {
+        assert!(parse_create(br#"{"orderId":"a","orderDate":"2026-11-22T12:00:00Z","items":[{"itemid":"a","quantity":1}]}"#, now()).is_ok());
+        assert_eq!(fields(r#"{"orderId":"a","orderDate":"2026-11-22T12:00:00.001Z","items":[{"itemid":"a","quantity":1}]}"#), ["orderDate"]);
+        assert_eq!(fields(r#"{"orderId":"a","orderDate":"yesterday","items":[{"itemid":"a","quantity":1}]}"#), ["orderDate"]);
+    }
+
+    #[test]
+    fn malformed_json_and_non_objects_are_different_errors() {
+        assert!(matches!(parse_create(b"{not json", now()), Err(InputError::Malformed(_))));
+        assert!(matches!(parse_create(b"", now()), Err(InputError::Malformed(_))));
+        assert!(matches!(parse_create(&[0xff, 0xfe], now()), Err(InputError::Malformed(_))));
+        assert_eq!(fields("[1,2]"), [""]);
+        assert_eq!(fields("null"), [""]);
+    }
+
+    #[test]
+    fn an_amendment_takes_items_and_an_optional_version() {
+        let id = OrderId::parse("6119").unwrap();
+        let a = parse_amendment(br#"{"items":[{"itemid":"a","quantity":2}],"version":3}"#, &id).unwrap();
+        assert_eq!(a.version, Version::new(3));
+        let a = parse_amendment(br#"{"orderId":"6119","items":[{"itemid":"a","quantity":2}]}"#, &id).unwrap();
+        assert_eq!(a.version, None);
+        let err = parse_amendment(br#"{"orderId":"other","items":[],"version":0}"#, &id).unwrap_err();
+        let InputError::Invalid(v) = err else { panic!() };
+        let f: Vec<_> = v.0.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(f, ["orderId", "items", "version"]);
+    }
+}
