@@ -1,0 +1,209 @@
+//! The write-store contract, one suite run against the embedded store and against DynamoDB (on moto). After every
+//! command the suite reads the store's change feed (the embedded change log, or the table's stream) and checks
+//! exactly what the command put there.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::Utc;
+use command_api::OrderStore;
+use command_api::store::dynamodb::DynamoDbStore;
+use command_api::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use command_api::store::{Created, Executed, StoreError};
+use domain::{ChangeKind, CommandError, OrderChange, OrderCommand, OrderDraft, OrderId, OrderStatus, Version, parse_create};
+/// Reads every change the store has published so far.
+type Feed = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<OrderChange>> + Send>> + Send + Sync>;
+
+fn draft(json: &str) -> OrderDraft {
+    parse_create(json.as_bytes(), Utc::now()).expect("test drafts are valid")
+}
+
+fn id(s: &str) -> OrderId {
+    OrderId::parse(s).unwrap()
+}
+
+fn v(n: u64) -> Version {
+    Version::new(n).unwrap()
+}
+
+async fn new_changes(feed: &Feed, seen: &mut usize) -> Vec<OrderChange> {
+    let all = feed().await;
+    let fresh = all[*seen..].to_vec();
+    *seen = all.len();
+    fresh
+}
+
+async fn contract(store: Arc<dyn OrderStore>, feed: Feed) {
+    let mut seen = 0;
+    let order = r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6,"unitPrice":"19.99"},{"itemid":"z4444","quantity":3,"unitPrice":0.0001}]}"#;
+
+    // Given nothing, when an order is created, then it is version 1 and the feed says INSERT with its image.
+    let Created { order: created, replayed } = store.create(draft(order), Utc::now()).await.unwrap();
+    assert!(!replayed);
+    assert_eq!(created.version, Version::FIRST);
+    let changes = new_changes(&feed, &mut seen).await;
+    assert_eq!(changes.len(), 1, "one INSERT");
+    assert_eq!(changes[0].kind(), ChangeKind::Insert);
+    assert_eq!(changes[0].after(), Some(&created));
+
+    // Then a strongly consistent read returns exactly what was written, prices exact.
+    let read = store.get(&id("6119")).await.unwrap().unwrap();
+    assert_eq!(read, created);
+    let prices: Vec<String> = read.items.as_slice().iter().map(|l| l.unit_price.unwrap().get().to_string()).collect();
+    assert_eq!(prices, ["19.99", "0.0001"]);
+
+    // When the same create is retried, then it replays: same order, nothing new on the feed.
+    let again = store.create(draft(order), Utc::now()).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.order, created);
+    // When a different order arrives under the same id, then it is refused and nothing is written.
+    let other = store.create(draft(r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":7}]}"#), Utc::now()).await;
+    assert!(matches!(other, Err(StoreError::Command(CommandError::AlreadyExists(_)))), "{other:?}");
+    assert!(new_changes(&feed, &mut seen).await.is_empty(), "replays and refusals publish nothing");
+
+    // When amended at version 1, then version 2 and a MODIFY with both images.
+    let lines = draft(r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":1}]}"#).lines;
+    let amend = |expected| OrderCommand::Amend { lines: lines.clone(), expected };
+    let Executed::Replaced(amended) = store.execute(&id("6119"), amend(v(1)), Utc::now()).await.unwrap() else {
+        panic!("amend writes")
+    };
+    assert_eq!(amended.version, v(2));
+    assert_eq!(amended.items, lines);
+    let changes = new_changes(&feed, &mut seen).await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!((changes[0].kind(), changes[0].before(), changes[0].after()), (ChangeKind::Modify, Some(&created), Some(&amended)));
+
+    // When amended again with the stale version 1, then a conflict naming both versions.
+    let stale = store.execute(&id("6119"), amend(v(1)), Utc::now()).await;
+    assert!(
+        matches!(stale, Err(StoreError::Command(CommandError::VersionConflict { expected, actual, .. })) if expected == v(1) && actual == v(2)),
+        "{stale:?}"
+    );
+
+    // When cancelled, then version 3, status cancelled, a MODIFY; cancelling again writes nothing.
+    let Executed::Replaced(cancelled) = store.execute(&id("6119"), OrderCommand::Cancel { expected: None }, Utc::now()).await.unwrap()
+    else {
+        panic!("cancel writes")
+    };
+    assert_eq!((cancelled.version, cancelled.status), (v(3), OrderStatus::Cancelled));
+    let again = store.execute(&id("6119"), OrderCommand::Cancel { expected: None }, Utc::now()).await.unwrap();
+    assert_eq!(again, Executed::Unchanged(cancelled.clone()));
+    let amend_cancelled = store.execute(&id("6119"), amend(v(3)), Utc::now()).await;
+    assert!(matches!(amend_cancelled, Err(StoreError::Command(CommandError::Cancelled(_)))), "{amend_cancelled:?}");
+    let changes = new_changes(&feed, &mut seen).await;
+    assert_eq!(changes.len(), 1, "only the first cancel is a change");
+    assert_eq!(changes[0].after(), Some(&cancelled));
+
+    // When deleted with a stale version, then a conflict; with the current one, a REMOVE carrying the last state.
+    let stale = store.execute(&id("6119"), OrderCommand::Delete { expected: Some(v(2)) }, Utc::now()).await;
+    assert!(matches!(stale, Err(StoreError::Command(CommandError::VersionConflict { .. }))), "{stale:?}");
+    let removed = store.execute(&id("6119"), OrderCommand::Delete { expected: Some(v(3)) }, Utc::now()).await.unwrap();
+    assert_eq!(removed, Executed::Removed(cancelled.clone()));
+    let changes = new_changes(&feed, &mut seen).await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!((changes[0].kind(), changes[0].before(), changes[0].after()), (ChangeKind::Remove, Some(&cancelled), None));
+    assert_eq!(changes[0].version(), v(3));
+
+    // Then the order is gone, and every command on it is NotFound.
+    assert_eq!(store.get(&id("6119")).await.unwrap(), None);
+    for cmd in [amend(v(3)), OrderCommand::Cancel { expected: None }, OrderCommand::Delete { expected: None }] {
+        let r = store.execute(&id("6119"), cmd, Utc::now()).await;
+        assert!(matches!(r, Err(StoreError::Command(CommandError::NotFound(_)))), "{r:?}");
+    }
+    assert!(new_changes(&feed, &mut seen).await.is_empty());
+
+    // Given one order, when ten clients amend it concurrently from the same version, then exactly one wins.
+    store.create(draft(r#"{"orderId":"race","items":[{"itemid":"a","quantity":1}]}"#), Utc::now()).await.unwrap();
+    let mut tasks = Vec::new();
+    for q in 2..12 {
+        let store = store.clone();
+        let lines = draft(&format!(r#"{{"orderId":"race","items":[{{"itemid":"a","quantity":{q}}}]}}"#)).lines;
+        tasks.push(tokio::spawn(async move {
+            store.execute(&id("race"), OrderCommand::Amend { lines, expected: Version::FIRST }, Utc::now()).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(Executed::Replaced(o)) => {
+                wins += 1;
+                assert_eq!(o.version, v(2));
+            }
+            Err(StoreError::Command(CommandError::VersionConflict { .. })) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1, "conditional writes let exactly one concurrent amend through");
+    assert_eq!(new_changes(&feed, &mut seen).await.len(), 2, "the INSERT and one MODIFY");
+
+    // Given a deleted order, when its id is used again, then it is a new order at version 1.
+    store.execute(&id("race"), OrderCommand::Delete { expected: None }, Utc::now()).await.unwrap();
+    let reborn = store.create(draft(r#"{"orderId":"race","items":[{"itemid":"b","quantity":1}]}"#), Utc::now()).await.unwrap();
+    assert_eq!((reborn.replayed, reborn.order.version), (false, Version::FIRST));
+    let kinds: Vec<ChangeKind> = new_changes(&feed, &mut seen).await.iter().map(OrderChange::kind).collect();
+    assert_eq!(kinds, [ChangeKind::Remove, ChangeKind::Insert]);
+
+    // Positions within the feed only go up.
+    let all = feed().await;
+    for pair in all.windows(2) {
+        if pair[0].position().source == pair[1].position().source {
+            assert!(pair[0].position().sequence < pair[1].position().sequence, "{} then {}", pair[0].position(), pair[1].position());
+        }
+    }
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn embedded_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("orders.db"), EmbeddedOptions::default()).unwrap());
+    let feed_store = store.clone();
+    let feed: Feed = Box::new(move || {
+        let s = feed_store.clone();
+        Box::pin(async move { s.changes_after(0, 10_000).await.unwrap() })
+    });
+    contract(store, feed).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_meets_the_contract() {
+    let config = common::sdk_config().await;
+    let table = common::unique_table("contract");
+    let client = command_api::store::dynamodb::client(&config);
+    DynamoDbStore::create_table(&client, &table).await.unwrap();
+    let store = Arc::new(DynamoDbStore::new(client, table.clone()));
+    let feed: Feed = Box::new(move || {
+        let (config, table) = (config.clone(), table.clone());
+        Box::pin(async move { common::stream_changes(&config, &table).await })
+    });
+    contract(store, feed).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_reports_an_unreachable_endpoint_as_unavailable() {
+    // Given an endpoint where nothing listens, when a command runs, then Unavailable (a 503), never success.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let config = aws_config::defaults(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("t", "t", None, None, "t"))
+        .load()
+        .await;
+    let store = DynamoDbStore::new(command_api::store::dynamodb::client(&config), "orders".into());
+    let r = store.create(draft(r#"{"orderId":"x","items":[{"itemid":"a","quantity":1}]}"#), Utc::now()).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn dynamodb_store_reports_a_missing_table_as_unavailable() {
+    let config = common::sdk_config().await;
+    let store = DynamoDbStore::new(command_api::store::dynamodb::client(&config), common::unique_table("absent"));
+    let r = store.get(&id("x")).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+}
