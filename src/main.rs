@@ -1,1 +1,51 @@
-fn main(){}
+//! `orders`: runs the whole system locally (`cargo run`), or a benchmark (`orders bench`).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use command_api::config::Env;
+use command_api::telemetry::{LogFormat, init};
+
+#[derive(Parser)]
+#[command(name = "orders", about = "CQRS order system: local runner and tools", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the system (the default). Configured by environment variables; see the README.
+    Serve,
+    /// Load-test POST /orders on the embedded store from this process against a server in another one, and
+    /// measure raw SQLite inserts of the same rows as the ceiling.
+    Bench(orders::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init(LogFormat::Pretty);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("orders: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let settings = orders::Settings::from_env(&Env::process())?;
+                orders::run(settings, orders::shutdown_signal()).await.map_err(anyhow::Error::from)
+            }
+            Command::Bench(args) => orders::bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orders: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

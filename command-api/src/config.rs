@@ -20,7 +20,9 @@ pub enum ConfigError {
 }
 
 /// A view of the environment; tests pass a map instead of the process environment.
-pub struct Env(Box<dyn Fn(&str) -> Option<String> + Send + Sync>);
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+pub struct Env(Lookup);
 
 impl Env {
     pub fn process() -> Env {
@@ -43,11 +45,9 @@ impl Env {
     {
         match self.get(name) {
             None => Ok(default),
-            Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                reason: e.to_string(),
-                value,
-            }),
+            Some(value) => {
+                value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string(), value })
+            }
         }
     }
 }
@@ -74,7 +74,8 @@ impl StoreSettings {
                     name: "ORDERS_TABLE",
                     hint: "ORDERS_STORE=dynamodb needs the orders table's name",
                 })?;
-                if !table.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) || table.len() < 3 {
+                if !table.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) || table.len() < 3
+                {
                     return Err(ConfigError::Invalid {
                         name: "ORDERS_TABLE",
                         value: table,
@@ -96,14 +97,19 @@ impl StoreSettings {
             StoreSettings::Embedded { data_dir } => {
                 std::fs::create_dir_all(data_dir)
                     .map_err(|e| ConfigError::Open(format!("cannot create DATA_DIR {}: {e}", data_dir.display())))?;
-                let store = EmbeddedStore::open(&data_dir.join("orders.db"), EmbeddedOptions::default())
-                    .map_err(|e| ConfigError::Open(format!("cannot open the embedded store in {}: {e}", data_dir.display())))?;
+                let store =
+                    EmbeddedStore::open(&data_dir.join("orders.db"), EmbeddedOptions::default()).map_err(|e| {
+                        ConfigError::Open(format!("cannot open the embedded store in {}: {e}", data_dir.display()))
+                    })?;
                 Ok(Arc::new(store))
             }
             StoreSettings::DynamoDb { table } => {
                 let config = aws_config::load_from_env().await;
                 if config.region().is_none() {
-                    return Err(ConfigError::Missing { name: "AWS_REGION", hint: "ORDERS_STORE=dynamodb needs a region" });
+                    return Err(ConfigError::Missing {
+                        name: "AWS_REGION",
+                        hint: "ORDERS_STORE=dynamodb needs a region",
+                    });
                 }
                 Ok(Arc::new(DynamoDbStore::new(crate::store::dynamodb::client(&config), table.clone())))
             }
@@ -130,7 +136,8 @@ mod tests {
         let err = StoreSettings::from_env(&Env::from_pairs(&[("ORDERS_STORE", "dynamo")])).unwrap_err();
         assert!(err.to_string().starts_with("ORDERS_STORE=\"dynamo\" is invalid"), "{err}");
         assert_eq!(
-            StoreSettings::from_env(&Env::from_pairs(&[("ORDERS_STORE", "dynamodb"), ("ORDERS_TABLE", "orders")])).unwrap(),
+            StoreSettings::from_env(&Env::from_pairs(&[("ORDERS_STORE", "dynamodb"), ("ORDERS_TABLE", "orders")]))
+                .unwrap(),
             StoreSettings::DynamoDb { table: "orders".into() }
         );
     }
@@ -138,7 +145,8 @@ mod tests {
     #[test]
     fn parse_or_names_the_variable_and_value() {
         let env = Env::from_pairs(&[("COMMAND_API_ADDR", "localhost:x")]);
-        let err = env.parse_or::<std::net::SocketAddr>("COMMAND_API_ADDR", "127.0.0.1:3000".parse().unwrap()).unwrap_err();
+        let err =
+            env.parse_or::<std::net::SocketAddr>("COMMAND_API_ADDR", "127.0.0.1:3000".parse().unwrap()).unwrap_err();
         assert!(err.to_string().starts_with("COMMAND_API_ADDR=\"localhost:x\" is invalid"), "{err}");
     }
 }

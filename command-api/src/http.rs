@@ -102,7 +102,11 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = json_body(&headers, body)?;
     let now = Utc::now();
     let draft = parse_create(&body, now)?;
@@ -149,21 +153,33 @@ async fn amend(
         (None, None) => return Err(ApiError::PreconditionRequired),
     };
     match state.store.execute(&id, OrderCommand::Amend { lines: amendment.lines, expected }, Utc::now()).await? {
-        Executed::Replaced(order) | Executed::Unchanged(order) => Ok(result(StatusCode::OK, "orderAmended", &id, order.version)),
+        Executed::Replaced(order) | Executed::Unchanged(order) => {
+            Ok(result(StatusCode::OK, "orderAmended", &id, order.version))
+        }
         Executed::Removed(_) => Err(ApiError::Internal("an amend removed the order".into())),
     }
 }
 
-async fn cancel(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn cancel(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = order_id(&raw)?;
     let expected = if_match(&headers)?;
     match state.store.execute(&id, OrderCommand::Cancel { expected }, Utc::now()).await? {
-        Executed::Replaced(order) | Executed::Unchanged(order) => Ok(result(StatusCode::OK, "orderCancelled", &id, order.version)),
+        Executed::Replaced(order) | Executed::Unchanged(order) => {
+            Ok(result(StatusCode::OK, "orderCancelled", &id, order.version))
+        }
         Executed::Removed(_) => Err(ApiError::Internal("a cancel removed the order".into())),
     }
 }
 
-async fn remove(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn remove(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = order_id(&raw)?;
     let expected = if_match(&headers)?;
     match state.store.execute(&id, OrderCommand::Delete { expected }, Utc::now()).await? {

@@ -83,7 +83,12 @@ async fn given_the_earlier_request_when_posted_then_201_location_and_result_and_
 #[tokio::test]
 async fn given_an_order_when_read_then_it_comes_back_as_stored_with_its_etag() {
     let (_dir, app) = embedded();
-    post(&app, "/orders", r#"{"orderId":"o-1","orderDate":"2022-10-13","items":[{"itemid":"z3333","quantity":6,"unitPrice":"2.50"}]}"#).await;
+    post(
+        &app,
+        "/orders",
+        r#"{"orderId":"o-1","orderDate":"2022-10-13","items":[{"itemid":"z3333","quantity":6,"unitPrice":"2.50"}]}"#,
+    )
+    .await;
     let r = send(&app, Method::GET, "/orders/o-1", &[], Body::empty()).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header(header::ETAG), "\"1\"");
@@ -179,7 +184,11 @@ async fn bodies_must_be_json_of_at_most_64_kib_and_valid() {
     for ct in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
         let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
         let r = send(&app, Method::POST, "/orders", &headers, EARLIER).await;
-        assert_eq!((r.status, r.error_code()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"), "{ct:?}");
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            "{ct:?}"
+        );
     }
     let r = send(&app, Method::POST, "/orders", &[("content-type", "application/json; charset=utf-8")], EARLIER).await;
     assert_eq!(r.status, StatusCode::CREATED);
@@ -190,9 +199,12 @@ async fn bodies_must_be_json_of_at_most_64_kib_and_valid() {
     let r = send(&app, Method::GET, "/orders/big", &[], Body::empty()).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "nothing was written");
 
-    let r = post(&app, "/orders", r#"{"orderId":"","items":[{"itemid":"a","quantity":0},{"itemid":"a","quantity":"2"}]}"#).await;
+    let r =
+        post(&app, "/orders", r#"{"orderId":"","items":[{"itemid":"a","quantity":0},{"itemid":"a","quantity":"2"}]}"#)
+            .await;
     assert_eq!((r.status, r.error_code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
-    let fields: Vec<&str> = r.body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        r.body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["orderId", "items[0].quantity", "items[1].quantity", "items[1].itemid"]);
 }
 
@@ -234,7 +246,14 @@ async fn every_endpoint(app: &Router) -> Vec<Reply> {
         post(app, "/", EARLIER).await,
         post(app, "/orders", EARLIER).await,
         send(app, Method::GET, "/orders/6119", &[], Body::empty()).await,
-        send(app, Method::PUT, "/orders/6119", &[JSON, ("if-match", "1")], r#"{"items":[{"itemid":"a","quantity":1}]}"#).await,
+        send(
+            app,
+            Method::PUT,
+            "/orders/6119",
+            &[JSON, ("if-match", "1")],
+            r#"{"items":[{"itemid":"a","quantity":1}]}"#,
+        )
+        .await,
         send(app, Method::POST, "/orders/6119/cancel", &[], Body::empty()).await,
         send(app, Method::DELETE, "/orders/6119", &[], Body::empty()).await,
         send(app, Method::GET, "/health", &[], Body::empty()).await,

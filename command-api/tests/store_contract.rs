@@ -13,7 +13,9 @@ use command_api::OrderStore;
 use command_api::store::dynamodb::DynamoDbStore;
 use command_api::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use command_api::store::{Created, Executed, StoreError};
-use domain::{ChangeKind, CommandError, OrderChange, OrderCommand, OrderDraft, OrderId, OrderStatus, Version, parse_create};
+use domain::{
+    ChangeKind, CommandError, OrderChange, OrderCommand, OrderDraft, OrderId, OrderStatus, Version, parse_create,
+};
 /// Reads every change the store has published so far.
 type Feed = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<OrderChange>> + Send>> + Send + Sync>;
 
@@ -60,7 +62,8 @@ async fn contract(store: Arc<dyn OrderStore>, feed: Feed) {
     assert!(again.replayed);
     assert_eq!(again.order, created);
     // When a different order arrives under the same id, then it is refused and nothing is written.
-    let other = store.create(draft(r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":7}]}"#), Utc::now()).await;
+    let other =
+        store.create(draft(r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":7}]}"#), Utc::now()).await;
     assert!(matches!(other, Err(StoreError::Command(CommandError::AlreadyExists(_)))), "{other:?}");
     assert!(new_changes(&feed, &mut seen).await.is_empty(), "replays and refusals publish nothing");
 
@@ -74,7 +77,10 @@ async fn contract(store: Arc<dyn OrderStore>, feed: Feed) {
     assert_eq!(amended.items, lines);
     let changes = new_changes(&feed, &mut seen).await;
     assert_eq!(changes.len(), 1);
-    assert_eq!((changes[0].kind(), changes[0].before(), changes[0].after()), (ChangeKind::Modify, Some(&created), Some(&amended)));
+    assert_eq!(
+        (changes[0].kind(), changes[0].before(), changes[0].after()),
+        (ChangeKind::Modify, Some(&created), Some(&amended))
+    );
 
     // When amended again with the stale version 1, then a conflict naming both versions.
     let stale = store.execute(&id("6119"), amend(v(1)), Utc::now()).await;
@@ -84,7 +90,8 @@ async fn contract(store: Arc<dyn OrderStore>, feed: Feed) {
     );
 
     // When cancelled, then version 3, status cancelled, a MODIFY; cancelling again writes nothing.
-    let Executed::Replaced(cancelled) = store.execute(&id("6119"), OrderCommand::Cancel { expected: None }, Utc::now()).await.unwrap()
+    let Executed::Replaced(cancelled) =
+        store.execute(&id("6119"), OrderCommand::Cancel { expected: None }, Utc::now()).await.unwrap()
     else {
         panic!("cancel writes")
     };
@@ -104,7 +111,10 @@ async fn contract(store: Arc<dyn OrderStore>, feed: Feed) {
     assert_eq!(removed, Executed::Removed(cancelled.clone()));
     let changes = new_changes(&feed, &mut seen).await;
     assert_eq!(changes.len(), 1);
-    assert_eq!((changes[0].kind(), changes[0].before(), changes[0].after()), (ChangeKind::Remove, Some(&cancelled), None));
+    assert_eq!(
+        (changes[0].kind(), changes[0].before(), changes[0].after()),
+        (ChangeKind::Remove, Some(&cancelled), None)
+    );
     assert_eq!(changes[0].version(), v(3));
 
     // Then the order is gone, and every command on it is NotFound.
@@ -141,7 +151,8 @@ async fn contract(store: Arc<dyn OrderStore>, feed: Feed) {
 
     // Given a deleted order, when its id is used again, then it is a new order at version 1.
     store.execute(&id("race"), OrderCommand::Delete { expected: None }, Utc::now()).await.unwrap();
-    let reborn = store.create(draft(r#"{"orderId":"race","items":[{"itemid":"b","quantity":1}]}"#), Utc::now()).await.unwrap();
+    let reborn =
+        store.create(draft(r#"{"orderId":"race","items":[{"itemid":"b","quantity":1}]}"#), Utc::now()).await.unwrap();
     assert_eq!((reborn.replayed, reborn.order.version), (false, Version::FIRST));
     let kinds: Vec<ChangeKind> = new_changes(&feed, &mut seen).await.iter().map(OrderChange::kind).collect();
     assert_eq!(kinds, [ChangeKind::Remove, ChangeKind::Insert]);
@@ -150,7 +161,12 @@ async fn contract(store: Arc<dyn OrderStore>, feed: Feed) {
     let all = feed().await;
     for pair in all.windows(2) {
         if pair[0].position().source == pair[1].position().source {
-            assert!(pair[0].position().sequence < pair[1].position().sequence, "{} then {}", pair[0].position(), pair[1].position());
+            assert!(
+                pair[0].position().sequence < pair[1].position().sequence,
+                "{} then {}",
+                pair[0].position(),
+                pair[1].position()
+            );
         }
     }
     store.ping().await.unwrap();
@@ -214,7 +230,10 @@ async fn embedded_store_keeps_orders_and_its_change_log_across_a_restart() {
     let path = dir.path().join("orders.db");
     let created = {
         let store = EmbeddedStore::open(&path, EmbeddedOptions::default()).unwrap();
-        let c = store.create(draft(r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6}]}"#), Utc::now()).await.unwrap();
+        let c = store
+            .create(draft(r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6}]}"#), Utc::now())
+            .await
+            .unwrap();
         store.execute(&id("6119"), OrderCommand::Cancel { expected: None }, Utc::now()).await.unwrap();
         c.order
     }; // dropped: the writer drains and closes
@@ -240,7 +259,9 @@ async fn embedded_store_commits_many_concurrent_commands_and_logs_each_once_in_o
     for i in 0..400 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.create(draft(&format!(r#"{{"orderId":"o{i}","items":[{{"itemid":"a","quantity":1}}]}}"#)), Utc::now()).await
+            store
+                .create(draft(&format!(r#"{{"orderId":"o{i}","items":[{{"itemid":"a","quantity":1}}]}}"#)), Utc::now())
+                .await
         }));
     }
     for t in tasks {
@@ -251,5 +272,8 @@ async fn embedded_store_commits_many_concurrent_commands_and_logs_each_once_in_o
     let positions: Vec<String> = changes.iter().map(|c| c.position().sequence.as_str().to_owned()).collect();
     assert_eq!(positions, (1..=400).map(|n: u32| n.to_string()).collect::<Vec<_>>());
     let paged = store.changes_after(390, 5).await.unwrap();
-    assert_eq!(paged.iter().map(|c| c.position().sequence.as_str().to_owned()).collect::<Vec<_>>(), ["391", "392", "393", "394", "395"]);
+    assert_eq!(
+        paged.iter().map(|c| c.position().sequence.as_str().to_owned()).collect::<Vec<_>>(),
+        ["391", "392", "393", "394", "395"]
+    );
 }

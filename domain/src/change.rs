@@ -144,7 +144,9 @@ impl OrderChange {
                 });
             }
             (ChangeKind::Remove, _, Some(_)) => return Err(ChangeError::UnexpectedImage(name, "a new image")),
-            (ChangeKind::Insert | ChangeKind::Modify, _, None) => return Err(ChangeError::MissingImage(name, "a new image")),
+            (ChangeKind::Insert | ChangeKind::Modify, _, None) => {
+                return Err(ChangeError::MissingImage(name, "a new image"));
+            }
             _ => {}
         }
         let order_id = match (&before, &after) {
@@ -195,8 +197,12 @@ mod tests {
     fn order(id: &str) -> Order {
         OrderDraft {
             order_id: OrderId::parse(id).unwrap(),
-            lines: Lines::new(vec![OrderLine { itemid: ItemId::parse("a").unwrap(), quantity: Quantity::new(1).unwrap(), unit_price: None }])
-                .unwrap(),
+            lines: Lines::new(vec![OrderLine {
+                itemid: ItemId::parse("a").unwrap(),
+                quantity: Quantity::new(1).unwrap(),
+                unit_price: None,
+            }])
+            .unwrap(),
             order_date: None,
         }
         .into_order(Utc::now())

@@ -64,11 +64,9 @@ impl OrderCommand {
             return Err(CommandError::NotFound(id.clone()));
         };
         let check = |expected: Option<Version>| match expected {
-            Some(expected) if expected != current.version => Err(CommandError::VersionConflict {
-                id: id.clone(),
-                expected,
-                actual: current.version,
-            }),
+            Some(expected) if expected != current.version => {
+                Err(CommandError::VersionConflict { id: id.clone(), expected, actual: current.version })
+            }
             _ => Ok(()),
         };
         let changed = |f: &dyn Fn(&mut Order)| {
@@ -91,7 +89,9 @@ impl OrderCommand {
                     // A retried cancel: the order is as asked. A version check still applies so that a client
                     // acting on a stale read learns it.
                     return match expected {
-                        Some(v) if *v != current.version && v.next() != current.version => check(*expected).map(|()| Decision::Unchanged),
+                        Some(v) if *v != current.version && v.next() != current.version => {
+                            check(*expected).map(|()| Decision::Unchanged)
+                        }
                         _ => Ok(Decision::Unchanged),
                     };
                 }
@@ -119,7 +119,11 @@ mod tests {
     fn lines(spec: &[(&str, u32)]) -> Lines {
         Lines::new(
             spec.iter()
-                .map(|(i, q)| OrderLine { itemid: ItemId::parse(i).unwrap(), quantity: Quantity::new(*q).unwrap(), unit_price: None })
+                .map(|(i, q)| OrderLine {
+                    itemid: ItemId::parse(i).unwrap(),
+                    quantity: Quantity::new(*q).unwrap(),
+                    unit_price: None,
+                })
                 .collect(),
         )
         .unwrap()
@@ -226,7 +230,11 @@ mod tests {
 
     #[test]
     fn given_a_created_order_when_cancelled_then_status_cancelled_and_version_up() {
-        let o = replace(OrderCommand::Cancel { expected: None }.decide(Some(&created()), &id(), at("2026-01-02T00:00:00Z")).unwrap());
+        let o = replace(
+            OrderCommand::Cancel { expected: None }
+                .decide(Some(&created()), &id(), at("2026-01-02T00:00:00Z"))
+                .unwrap(),
+        );
         assert_eq!(o.status, OrderStatus::Cancelled);
         assert_eq!(o.version.get(), 2);
         assert_eq!(o.items, created().items);
@@ -234,11 +242,18 @@ mod tests {
 
     #[test]
     fn given_a_cancelled_order_then_amend_conflicts_and_cancel_is_a_no_op() {
-        let cancelled =
-            replace(OrderCommand::Cancel { expected: None }.decide(Some(&created()), &id(), at("2026-01-02T00:00:00Z")).unwrap());
+        let cancelled = replace(
+            OrderCommand::Cancel { expected: None }
+                .decide(Some(&created()), &id(), at("2026-01-02T00:00:00Z"))
+                .unwrap(),
+        );
         let v2 = cancelled.version;
         assert_eq!(
-            OrderCommand::Amend { lines: lines(&[("a", 2)]), expected: v2 }.decide(Some(&cancelled), &id(), at("2026-01-03T00:00:00Z")),
+            OrderCommand::Amend { lines: lines(&[("a", 2)]), expected: v2 }.decide(
+                Some(&cancelled),
+                &id(),
+                at("2026-01-03T00:00:00Z")
+            ),
             Err(CommandError::Cancelled(id()))
         );
         for expected in [None, Some(Version::FIRST), Some(v2)] {
@@ -251,7 +266,11 @@ mod tests {
         let mut later = cancelled.clone();
         later.version = Version::new(5).unwrap();
         assert!(matches!(
-            OrderCommand::Cancel { expected: Some(Version::FIRST) }.decide(Some(&later), &id(), at("2026-01-03T00:00:00Z")),
+            OrderCommand::Cancel { expected: Some(Version::FIRST) }.decide(
+                Some(&later),
+                &id(),
+                at("2026-01-03T00:00:00Z")
+            ),
             Err(CommandError::VersionConflict { .. })
         ));
     }
@@ -261,19 +280,34 @@ mod tests {
         let mut current = created();
         current.version = Version::new(3).unwrap();
         assert!(matches!(
-            OrderCommand::Delete { expected: Some(Version::FIRST) }.decide(Some(&current), &id(), at("2026-01-03T00:00:00Z")),
+            OrderCommand::Delete { expected: Some(Version::FIRST) }.decide(
+                Some(&current),
+                &id(),
+                at("2026-01-03T00:00:00Z")
+            ),
             Err(CommandError::VersionConflict { .. })
         ));
         assert_eq!(
-            OrderCommand::Delete { expected: Some(current.version) }.decide(Some(&current), &id(), at("2026-01-03T00:00:00Z")),
+            OrderCommand::Delete { expected: Some(current.version) }.decide(
+                Some(&current),
+                &id(),
+                at("2026-01-03T00:00:00Z")
+            ),
             Ok(Decision::Remove)
         );
-        assert_eq!(OrderCommand::Delete { expected: None }.decide(Some(&current), &id(), at("2026-01-03T00:00:00Z")), Ok(Decision::Remove));
+        assert_eq!(
+            OrderCommand::Delete { expected: None }.decide(Some(&current), &id(), at("2026-01-03T00:00:00Z")),
+            Ok(Decision::Remove)
+        );
     }
 
     #[test]
     fn updated_at_never_goes_backwards_even_if_the_clock_does() {
-        let o = replace(OrderCommand::Cancel { expected: None }.decide(Some(&created()), &id(), at("2025-01-01T00:00:00Z")).unwrap());
+        let o = replace(
+            OrderCommand::Cancel { expected: None }
+                .decide(Some(&created()), &id(), at("2025-01-01T00:00:00Z"))
+                .unwrap(),
+        );
         assert_eq!(o.updated_at, created().updated_at);
     }
 }

@@ -24,11 +24,7 @@ fn check(raw: &str) -> Result<(), IdError> {
     if len > MAX_ID_LEN {
         return Err(IdError::TooLong(len));
     }
-    match raw
-        .chars()
-        .enumerate()
-        .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-    {
+    match raw.chars().enumerate().find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))) {
         Some((at, c)) => Err(IdError::BadChar(c, at + 1)),
         None => Ok(()),
     }

@@ -8,7 +8,9 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 
 use crate::id::{ItemId, OrderId};
-use crate::order::{Fingerprint, Lines, Order, OrderLine, OrderStatus, Quantity, UnitPrice, Version, format_time, parse_time};
+use crate::order::{
+    Fingerprint, Lines, Order, OrderLine, OrderStatus, Quantity, UnitPrice, Version, format_time, parse_time,
+};
 
 /// A DynamoDB attribute value, reduced to the types an order image uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -180,7 +180,12 @@ fn string(raw: &RawValue, field: &str, out: &mut Violations) -> Option<String> {
     serde_json::from_str::<String>(raw.get()).ok()
 }
 
-fn id<T>(raw: Option<&RawValue>, field: &str, parse: fn(&str) -> Result<T, crate::IdError>, out: &mut Violations) -> Option<T> {
+fn id<T>(
+    raw: Option<&RawValue>,
+    field: &str,
+    parse: fn(&str) -> Result<T, crate::IdError>,
+    out: &mut Violations,
+) -> Option<T> {
     let Some(raw) = raw.filter(|r| kind(r) != Kind::Null) else {
         out.add(field, "is required");
         return None;
@@ -228,7 +233,8 @@ fn price(raw: &RawValue, field: &str, out: &mut Violations) -> Option<UnitPrice>
             return None;
         }
     };
-    let parsed = if text.contains(['e', 'E']) { Decimal::from_scientific(&text) } else { Decimal::from_str_exact(&text) };
+    let parsed =
+        if text.contains(['e', 'E']) { Decimal::from_scientific(&text) } else { Decimal::from_str_exact(&text) };
     let Ok(value) = parsed else {
         out.add(field, "is not a decimal number within range");
         return None;
@@ -240,9 +246,10 @@ fn price(raw: &RawValue, field: &str, out: &mut Violations) -> Option<UnitPrice>
 
 fn order_date(raw: &RawValue, field: &str, now: DateTime<Utc>, out: &mut Violations) -> Option<DateTime<Utc>> {
     let text = string(raw, field, out)?;
-    let parsed = DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).ok().or_else(|| {
-        NaiveDate::from_str(&text).ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
-    });
+    let parsed = DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| NaiveDate::from_str(&text).ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc()));
     let Some(at) = parsed else {
         out.add(field, "must be an RFC 3339 time with offset (2022-10-13T09:30:00Z) or a date (2022-10-13)");
         return None;
@@ -377,9 +384,11 @@ mod tests {
 
     #[test]
     fn given_the_earlier_request_shape_when_parsed_then_it_is_accepted_as_is() {
-        let draft =
-            parse_create(br#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#, now())
-                .unwrap();
+        let draft = parse_create(
+            br#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#,
+            now(),
+        )
+        .unwrap();
         assert_eq!(draft.order_id.as_str(), "6119");
         assert_eq!(draft.lines.as_slice().len(), 2);
         assert_eq!(draft.lines.as_slice()[0].quantity.get(), 6);
@@ -404,8 +413,9 @@ mod tests {
 
     #[test]
     fn a_date_without_time_is_midnight_utc() {
-        let draft = parse_create(br#"{"orderId":"a","orderDate":"2022-10-13","items":[{"itemid":"x","quantity":1}]}"#, now())
-            .unwrap();
+        let draft =
+            parse_create(br#"{"orderId":"a","orderDate":"2022-10-13","items":[{"itemid":"x","quantity":1}]}"#, now())
+                .unwrap();
         assert_eq!(crate::order::format_time(&draft.order_date.unwrap()), "2022-10-13T00:00:00.000Z");
     }
 
@@ -427,7 +437,12 @@ mod tests {
         let fields: Vec<&str> = v.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(
             fields,
-            (0..10).map(|i| format!("items[{i}].quantity")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()
+            (0..10)
+                .map(|i| format!("items[{i}].quantity"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
         );
         assert!(v[0].1.contains("between 1 and 1000000"));
         assert!(v[2].1.contains("whole number"));
@@ -466,17 +481,19 @@ mod tests {
         assert_eq!(fields(r#"{"items":[{"itemid":"a","quantity":1}]}"#), ["orderId"]);
         assert_eq!(fields(r#"{"orderId":6119,"items":[{"itemid":"a","quantity":1}]}"#), ["orderId"]);
         let long = "x".repeat(65);
-        assert_eq!(fields(&format!(r#"{{"orderId":"{long}","items":[{{"itemid":"{long}","quantity":1}}]}}"#)), [
-            "orderId",
-            "items[0].itemid"
-        ]);
+        assert_eq!(
+            fields(&format!(r#"{{"orderId":"{long}","items":[{{"itemid":"{long}","quantity":1}}]}}"#)),
+            ["orderId", "items[0].itemid"]
+        );
         assert_eq!(fields(r#"{"orderId":"a","items":[]}"#), ["items"]);
         assert_eq!(fields(r#"{"orderId":"a","items":{}}"#), ["items"]);
         assert_eq!(fields(r#"{"orderId":"a"}"#), ["items"]);
         let hundred_one: Vec<String> = (0..101).map(|i| format!(r#"{{"itemid":"i{i}","quantity":1}}"#)).collect();
         assert_eq!(fields(&format!(r#"{{"orderId":"a","items":[{}]}}"#, hundred_one.join(","))), ["items"]);
         let hundred: Vec<String> = (0..100).map(|i| format!(r#"{{"itemid":"i{i}","quantity":1}}"#)).collect();
-        assert!(parse_create(format!(r#"{{"orderId":"a","items":[{}]}}"#, hundred.join(",")).as_bytes(), now()).is_ok());
+        assert!(
+            parse_create(format!(r#"{{"orderId":"a","items":[{}]}}"#, hundred.join(",")).as_bytes(), now()).is_ok()
+        );
     }
 
     #[test]
@@ -486,9 +503,21 @@ mod tests {
 
     #[test]
     fn order_date_may_be_up_to_one_day_ahead() {
-        assert!(parse_create(br#"{"orderId":"a","orderDate":"2026-11-22T12:00:00Z","items":[{"itemid":"a","quantity":1}]}"#, now()).is_ok());
-        assert_eq!(fields(r#"{"orderId":"a","orderDate":"2026-11-22T12:00:00.001Z","items":[{"itemid":"a","quantity":1}]}"#), ["orderDate"]);
-        assert_eq!(fields(r#"{"orderId":"a","orderDate":"yesterday","items":[{"itemid":"a","quantity":1}]}"#), ["orderDate"]);
+        assert!(
+            parse_create(
+                br#"{"orderId":"a","orderDate":"2026-11-22T12:00:00Z","items":[{"itemid":"a","quantity":1}]}"#,
+                now()
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            fields(r#"{"orderId":"a","orderDate":"2026-11-22T12:00:00.001Z","items":[{"itemid":"a","quantity":1}]}"#),
+            ["orderDate"]
+        );
+        assert_eq!(
+            fields(r#"{"orderId":"a","orderDate":"yesterday","items":[{"itemid":"a","quantity":1}]}"#),
+            ["orderDate"]
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
-    StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
 };
 use chrono::{DateTime, Utc};
 use domain::image::{self, Attr, Item};
@@ -97,7 +97,9 @@ where
                 StoreError::Internal(text)
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => StoreError::Unavailable(text),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(text)
+        }
         _ => StoreError::Internal(text),
     }
 }
@@ -232,9 +234,7 @@ impl OrderStore for DynamoDbStore {
         for _ in 0..MAX_ATTEMPTS {
             let loaded = self.load(id).await?;
             let decision = command.decide(loaded.as_ref().map(|(o, _)| o), id, now)?;
-            let Some((current, fingerprint)) = loaded else {
-                unreachable!("deciding on an absent order is NotFound")
-            };
+            let Some((current, fingerprint)) = loaded else { unreachable!("deciding on an absent order is NotFound") };
             let written = match &decision {
                 Decision::Unchanged => return Ok(Executed::Unchanged(current)),
                 Decision::Replace(next) => self.put(&image::to_item(next, &fingerprint), Some(current.version)).await?,

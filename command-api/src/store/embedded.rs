@@ -28,7 +28,8 @@ pub const SOURCE: &str = "embedded";
 const SCHEMA_VERSION: i64 = 1;
 const MAX_BATCH: usize = 512;
 
-const SCHEMA: &str = "
+/// The store's tables (also used by the benchmark's raw-insert ceiling).
+pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
     order_id    TEXT PRIMARY KEY NOT NULL,
     version     INTEGER NOT NULL CHECK (version >= 1),
@@ -58,8 +59,17 @@ impl Default for EmbeddedOptions {
 }
 
 enum Job {
-    Create { draft: OrderDraft, now: DateTime<Utc>, reply: oneshot::Sender<Result<Created, StoreError>> },
-    Execute { id: OrderId, command: OrderCommand, now: DateTime<Utc>, reply: oneshot::Sender<Result<Executed, StoreError>> },
+    Create {
+        draft: OrderDraft,
+        now: DateTime<Utc>,
+        reply: oneshot::Sender<Result<Created, StoreError>>,
+    },
+    Execute {
+        id: OrderId,
+        command: OrderCommand,
+        now: DateTime<Utc>,
+        reply: oneshot::Sender<Result<Executed, StoreError>>,
+    },
 }
 
 pub struct EmbeddedStore {
@@ -172,7 +182,12 @@ fn apply_create(conn: &Connection, draft: OrderDraft, now: DateTime<Utc>) -> Res
     }
 }
 
-fn apply_command(conn: &Connection, id: &OrderId, command: &OrderCommand, now: DateTime<Utc>) -> Result<Executed, StoreError> {
+fn apply_command(
+    conn: &Connection,
+    id: &OrderId,
+    command: &OrderCommand,
+    now: DateTime<Utc>,
+) -> Result<Executed, StoreError> {
     let current = load(conn, id)?.map(|(o, _)| o);
     let decision = command.decide(current.as_ref(), id, now)?;
     let Some(current) = current else {
@@ -199,7 +214,10 @@ fn apply_command(conn: &Connection, id: &OrderId, command: &OrderCommand, now: D
 }
 
 /// Runs one job inside its own savepoint so that a failing job leaves the rest of the batch intact.
-fn run_job<T>(tx: &mut rusqlite::Transaction<'_>, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn run_job<T>(
+    tx: &mut rusqlite::Transaction<'_>,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     let sp = tx.savepoint().map_err(classify)?;
     let result = f(&sp);
     if result.is_ok() {
@@ -232,7 +250,9 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     };
     for job in batch {
         outcomes.push(match job {
-            Job::Create { draft, now, reply } => Outcome::Create(reply, run_job(&mut tx, |c| apply_create(c, draft, now))),
+            Job::Create { draft, now, reply } => {
+                Outcome::Create(reply, run_job(&mut tx, |c| apply_create(c, draft, now)))
+            }
             Job::Execute { id, command, now, reply } => {
                 Outcome::Execute(reply, run_job(&mut tx, |c| apply_command(c, &id, &command, now)))
             }
@@ -296,7 +316,10 @@ impl EmbeddedStore {
         })
     }
 
-    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let jobs = self.jobs.as_ref().ok_or_else(|| StoreError::Unavailable("store is closing".into()))?;
         jobs.send(job(reply)).await.map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
@@ -339,14 +362,22 @@ impl EmbeddedStore {
                 .map_err(classify)?;
             let rows = st
                 .query_map(params![int(after), limit], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, String>(4)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
                 })
                 .map_err(classify)?;
             let mut out = Vec::new();
             for row in rows {
                 let (position, kind, old, new, at) = row.map_err(classify)?;
-                let kind = ChangeKind::parse(&kind).ok_or_else(|| StoreError::Internal(format!("unknown change kind {kind}")))?;
-                let at = domain::order::parse_time(&at).ok_or_else(|| StoreError::Internal(format!("bad change time {at}")))?;
+                let kind = ChangeKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Internal(format!("unknown change kind {kind}")))?;
+                let at = domain::order::parse_time(&at)
+                    .ok_or_else(|| StoreError::Internal(format!("bad change time {at}")))?;
                 let change = OrderChange::new(
                     kind,
                     old.as_deref().map(from_json).transpose()?,
@@ -394,7 +425,9 @@ impl OrderStore for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| conn.query_row("SELECT count(*) FROM order_changes WHERE position < 0", [], |_| Ok(())).map_err(classify))
-            .await
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM order_changes WHERE position < 0", [], |_| Ok(())).map_err(classify)
+        })
+        .await
     }
 }

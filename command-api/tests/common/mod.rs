@@ -32,7 +32,9 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await;
     let probe = aws_sdk_dynamodb::Client::new(&config).list_tables().limit(1).send().await;
     if let Err(e) = probe {
-        panic!("moto at MOTO_ENDPOINT={endpoint} does not answer ({e:?}); start it with `moto_server -H 127.0.0.1 -p PORT`");
+        panic!(
+            "moto at MOTO_ENDPOINT={endpoint} does not answer ({e:?}); start it with `moto_server -H 127.0.0.1 -p PORT`"
+        );
     }
     config
 }
@@ -64,7 +66,16 @@ pub async fn stream_changes(config: &aws_config::SdkConfig, table: &str) -> Vec<
     let ddb = aws_sdk_dynamodb::Client::new(config);
     let streams = aws_sdk_dynamodbstreams::Client::new(config);
     let arn = ddb.describe_table().table_name(table).send().await.unwrap().table.unwrap().latest_stream_arn.unwrap();
-    let shards = streams.describe_stream().stream_arn(&arn).send().await.unwrap().stream_description.unwrap().shards.unwrap_or_default();
+    let shards = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .unwrap()
+        .shards
+        .unwrap_or_default();
     let mut out = Vec::new();
     for shard in shards {
         let shard_id = shard.shard_id.unwrap();
@@ -92,8 +103,10 @@ pub async fn stream_changes(config: &aws_config::SdkConfig, table: &str) -> Vec<
                     .approximate_creation_date_time
                     .map(|t| DateTime::from_timestamp(t.secs(), 0).unwrap())
                     .unwrap_or_else(Utc::now);
-                let position =
-                    Position { source: shard_id.clone(), sequence: Sequence::parse(d.sequence_number.as_deref().unwrap()).unwrap() };
+                let position = Position {
+                    source: shard_id.clone(),
+                    sequence: Sequence::parse(d.sequence_number.as_deref().unwrap()).unwrap(),
+                };
                 out.push(OrderChange::new(kind, before, after, position, at).unwrap());
             }
             iterator = page.next_shard_iterator;

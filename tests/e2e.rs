@@ -1,0 +1,166 @@
+//! End-to-end: the real `orders` binary on a free port with a temp data dir, driven over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const EARLIER: &str = r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#;
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+fn command(cwd: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders"));
+    cmd.current_dir(cwd).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Starts the binary and waits for its "listening" line.
+fn start(cwd: &Path, env: &[(&str, &str)]) -> Running {
+    let mut env = env.to_vec();
+    env.push(("COMMAND_API_ADDR", "127.0.0.1:0"));
+    let mut child = command(cwd, &env).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn orders");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read stdout");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    Running { child, url }
+}
+
+/// Ctrl-C, then the process must exit 0 promptly.
+fn interrupt(mut r: Running) {
+    let pid = r.child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = r.child.try_wait().unwrap() {
+            assert!(status.success(), "clean shutdown exits 0, got {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "did not stop within 10 s of Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+async fn post(url: &str, body: &str) -> (u16, Option<String>, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/orders"))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+    (r.status().as_u16(), location, r.json().await.unwrap())
+}
+
+async fn get(url: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{url}{path}")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn with_no_configuration_it_serves_the_earlier_request_and_keeps_it_in_data_across_restarts() {
+    let cwd = tempfile::tempdir().unwrap();
+    let running = start(cwd.path(), &[]);
+
+    let (status, location, body) = post(&running.url, EARLIER).await;
+    assert_eq!((status, location.as_deref()), (201, Some("/orders/6119")));
+    assert_eq!(body, json!({"commandResult":"orderCreated","orderId":"6119","version":1}));
+    let (status, _, _) = post(&running.url, EARLIER).await;
+    assert_eq!(status, 200, "a retried create is idempotent");
+    let (status, order) = get(&running.url, "/orders/6119").await;
+    assert_eq!(status, 200);
+    assert_eq!(order["items"], json!([{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]));
+    interrupt(running);
+
+    assert!(cwd.path().join("data/orders.db").exists(), "state lives under ./data by default");
+    let running = start(cwd.path(), &[]);
+    let (status, again) = get(&running.url, "/orders/6119").await;
+    assert_eq!((status, &again), (200, &order), "the order survives a restart unchanged");
+    let (status, health) = get(&running.url, "/health").await;
+    assert_eq!((status, health), (200, json!({"status":"ok","store":"embedded"})));
+    interrupt(running);
+}
+
+#[test]
+fn a_missing_or_malformed_variable_fails_start_up_naming_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    for (env, name) in [
+        (vec![("COMMAND_API_ADDR", "not-an-address")], "COMMAND_API_ADDR"),
+        (vec![("QUERY_API_ADDR", "3001")], "QUERY_API_ADDR"),
+        (vec![("ORDERS_STORE", "postgres")], "ORDERS_STORE"),
+        (vec![("ORDERS_STORE", "dynamodb")], "ORDERS_TABLE"),
+    ] {
+        let out = command(cwd.path(), &env).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{env:?} must fail start-up");
+        assert!(stderr.contains(name), "{env:?}: the error names {name}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
+    let endpoint = std::env::var("MOTO_ENDPOINT").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        panic!("MOTO_ENDPOINT is not set: run ./scripts/test (it starts moto), or start `moto_server -H 127.0.0.1 -p 5000` and set MOTO_ENDPOINT")
+    });
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = format!("e2e-{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis());
+    command_api::store::dynamodb::DynamoDbStore::create_table(&client, &table).await.expect("create table on moto");
+
+    let cwd = tempfile::tempdir().unwrap();
+    let running = start(
+        cwd.path(),
+        &[
+            ("ORDERS_STORE", "dynamodb"),
+            ("ORDERS_TABLE", &table),
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+    let (status, _, body) = post(&running.url, EARLIER).await;
+    assert_eq!((status, body["version"].as_u64()), (201, Some(1)));
+
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("orderId", aws_sdk_dynamodb::types::AttributeValue::S("6119".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the order is in the DynamoDB table");
+    let lines = item["items"].as_l().expect("lines are a native list");
+    let first = lines[0].as_m().expect("of maps");
+    assert_eq!(first["itemid"].as_s().unwrap(), "z3333");
+    assert_eq!(first["quantity"].as_n().unwrap(), "6");
+    assert!(!cwd.path().join("data").exists(), "nothing embedded was created");
+    interrupt(running);
+}
