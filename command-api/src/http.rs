@@ -152,11 +152,14 @@ async fn amend(
         (Some(v), _) | (None, Some(v)) => v,
         (None, None) => return Err(ApiError::PreconditionRequired),
     };
-    match state.store.execute(&id, OrderCommand::Amend { lines: amendment.lines, expected }, Utc::now()).await? {
-        Executed::Replaced(order) | Executed::Unchanged(order) => {
-            Ok(result(StatusCode::OK, "orderAmended", &id, order.version))
-        }
-        Executed::Removed(_) => Err(ApiError::Internal("an amend removed the order".into())),
+    updated(&state, &id, OrderCommand::Amend { lines: amendment.lines, expected }, "orderAmended").await
+}
+
+/// Runs a command that keeps the order (amend, cancel) and answers with its resulting version.
+async fn updated(state: &AppState, id: &OrderId, command: OrderCommand, what: &str) -> Result<Response, ApiError> {
+    match state.store.execute(id, command, Utc::now()).await? {
+        Executed::Replaced(order) | Executed::Unchanged(order) => Ok(result(StatusCode::OK, what, id, order.version)),
+        Executed::Removed(_) => Err(ApiError::Internal(format!("{what}: the store removed the order"))),
     }
 }
 
@@ -167,12 +170,7 @@ async fn cancel(
 ) -> Result<Response, ApiError> {
     let id = order_id(&raw)?;
     let expected = if_match(&headers)?;
-    match state.store.execute(&id, OrderCommand::Cancel { expected }, Utc::now()).await? {
-        Executed::Replaced(order) | Executed::Unchanged(order) => {
-            Ok(result(StatusCode::OK, "orderCancelled", &id, order.version))
-        }
-        Executed::Removed(_) => Err(ApiError::Internal("a cancel removed the order".into())),
-    }
+    updated(&state, &id, OrderCommand::Cancel { expected }, "orderCancelled").await
 }
 
 async fn remove(

@@ -204,12 +204,7 @@ async fn dynamodb_store_reports_an_unreachable_endpoint_as_unavailable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let config = aws_config::defaults(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("t", "t", None, None, "t"))
-        .load()
-        .await;
+    let config = common::sdk_config_at(&format!("http://127.0.0.1:{port}")).await;
     let store = DynamoDbStore::new(command_api::store::dynamodb::client(&config), "orders".into());
     let r = store.create(draft(r#"{"orderId":"x","items":[{"itemid":"a","quantity":1}]}"#), Utc::now()).await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
@@ -276,4 +271,46 @@ async fn embedded_store_commits_many_concurrent_commands_and_logs_each_once_in_o
         paged.iter().map(|c| c.position().sequence.as_str().to_owned()).collect::<Vec<_>>(),
         ["391", "392", "393", "394", "395"]
     );
+}
+
+/// An endpoint that answers every DynamoDB call with `status` and DynamoDB's JSON error `code`, counting calls.
+async fn failing_endpoint(status: u16, code: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::StatusCode;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"simulated"}}"#);
+            (StatusCode::from_u16(status).unwrap(), [("content-type", "application/x-amz-json-1.0")], body)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+#[tokio::test]
+async fn dynamodb_store_reports_throttling_and_server_errors_as_unavailable_after_retrying() {
+    for (status, code) in [
+        (400, "ProvisionedThroughputExceededException"),
+        (400, "ThrottlingException"),
+        (500, "InternalServerError"),
+        (503, "ServiceUnavailable"),
+    ] {
+        let (url, calls) = failing_endpoint(status, code).await;
+        let config = common::sdk_config_at(&url).await;
+        let store = DynamoDbStore::new(command_api::store::dynamodb::client(&config), "orders".into());
+        let r = store.create(draft(r#"{"orderId":"x","items":[{"itemid":"a","quantity":1}]}"#), Utc::now()).await;
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{code}: {r:?}");
+        assert!(calls.load(std::sync::atomic::Ordering::SeqCst) > 1, "{code}: the SDK retried before giving up");
+    }
+    // A client error that is not about load is not dressed up as "retry later".
+    let (url, _) = failing_endpoint(400, "ValidationException").await;
+    let config = common::sdk_config_at(&url).await;
+    let store = DynamoDbStore::new(command_api::store::dynamodb::client(&config), "orders".into());
+    let r = store.get(&id("x")).await;
+    assert!(matches!(r, Err(StoreError::Internal(_))), "{r:?}");
 }

@@ -22,14 +22,19 @@ pub fn moto_endpoint() -> String {
     }
 }
 
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    let endpoint = moto_endpoint();
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
+/// SDK configuration for any endpoint, with a fixed region and dummy credentials.
+pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .load()
-        .await;
+        .await
+}
+
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let endpoint = moto_endpoint();
+    let config = sdk_config_at(&endpoint).await;
     let probe = aws_sdk_dynamodb::Client::new(&config).list_tables().limit(1).send().await;
     if let Err(e) = probe {
         panic!(
