@@ -6,6 +6,9 @@ pub mod command;
 pub mod id;
 pub mod image;
 pub mod order;
+pub mod projection;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod validation;
 
 pub use change::{ChangeKind, OrderChange, Position};
