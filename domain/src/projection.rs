@@ -37,6 +37,16 @@ impl SaleMonth {
         SaleMonth(format!("{:04}-{:02}", at.year(), at.month()))
     }
 
+    /// `YYYY-MM`, as stored.
+    pub fn parse(raw: &str) -> Option<SaleMonth> {
+        let (y, m) = raw.split_once('-')?;
+        let ok = y.len() == 4
+            && m.len() == 2
+            && y.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
+            && (1..=12).contains(&m.parse::<u32>().ok()?);
+        ok.then(|| SaleMonth(raw.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -235,6 +245,9 @@ mod tests {
     fn months_are_utc() {
         assert_eq!(SaleMonth::of(at("2022-10-31T23:30:00-02:00")).as_str(), "2022-11");
         assert_eq!(SaleMonth::of(at("2022-12-31T23:59:59.999Z")).as_str(), "2022-12");
+        assert_eq!(SaleMonth::parse("2022-12"), Some(SaleMonth::of(at("2022-12-01T00:00:00Z"))));
+        assert_eq!(SaleMonth::parse("2022-13"), None);
+        assert_eq!(SaleMonth::parse("22-12"), None);
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! The projector: turns the write model's changes (DynamoDB Streams, or the embedded change log) into the
-//! relational read model and the analytics lake.
+//! relational read model on PostgreSQL, MySQL or SQLite.
 //!
-//! Not built yet (issue 3). The input it will consume already exists: `domain::OrderChange`, produced by the
-//! embedded store's change log (`command_api::store::embedded`) and, in AWS, by the orders table's stream in the
-//! image format of `domain::image`. Nothing here claims to project anything until then.
+//! Built so far: the read model and its batch writer (`read_model`), exact and idempotent on every backend. The
+//! feeds that drive it (Lambda handler, embedded tail, DynamoDB Streams poller) and `orders rebuild` are still to
+//! come (issue 3); nothing runs the projector yet.
+
+pub mod dialect;
+pub mod read_model;
+
+pub use dialect::Dialect;
+pub use read_model::{Applied, ProjectionError, ReadModel, Snapshot};

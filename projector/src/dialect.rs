@@ -1,0 +1,143 @@
+//! The SQL that differs between PostgreSQL, MySQL and SQLite, in one place. Values cross the driver as text and
+//! integers only; each dialect casts them to its own decimal and time types on the way in and back to canonical
+//! text on the way out, so the projection logic above is written once.
+
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+/// How a bound value is typed in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Col {
+    Text,
+    Int,
+    Time,
+    Decimal,
+}
+
+impl Dialect {
+    pub fn from_url(url: &str) -> Option<Dialect> {
+        let scheme = url.split(':').next()?.to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Some(Dialect::Postgres),
+            "mysql" | "mariadb" => Some(Dialect::MySql),
+            "sqlite" => Some(Dialect::Sqlite),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+
+    /// The `n`th (1-based) bind parameter, cast to the column's type.
+    pub fn param(self, n: usize, col: Col) -> String {
+        let p = match self {
+            Dialect::Postgres => format!("${n}"),
+            Dialect::MySql | Dialect::Sqlite => "?".to_owned(),
+        };
+        match (self, col) {
+            (Dialect::Postgres, Col::Time) => format!("CAST({p} AS TIMESTAMPTZ)"),
+            (Dialect::Postgres, Col::Decimal) => format!("CAST({p} AS NUMERIC)"),
+            (Dialect::MySql, Col::Time) => format!("CAST({p} AS DATETIME(3))"),
+            (Dialect::MySql, Col::Decimal) => format!("CAST({p} AS DECIMAL(38,4))"),
+            _ => p,
+        }
+    }
+
+    /// `(p, p, ...)` for `cols`, numbering from `first`.
+    pub fn tuple(self, first: usize, cols: &[Col]) -> String {
+        let inner: Vec<String> = cols.iter().enumerate().map(|(i, c)| self.param(first + i, *c)).collect();
+        format!("({})", inner.join(", "))
+    }
+
+    /// `VALUES`-style rows: `rows` tuples of `cols`, numbered from 1.
+    pub fn rows(self, rows: usize, cols: &[Col]) -> String {
+        (0..rows).map(|r| self.tuple(1 + r * cols.len(), cols)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// A time column as canonical RFC 3339 UTC text.
+    pub fn time_out(self, col: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"),
+            Dialect::MySql => format!("DATE_FORMAT({col}, '%Y-%m-%dT%H:%i:%s.%fZ')"),
+            Dialect::Sqlite => col.to_owned(),
+        }
+    }
+
+    /// A decimal column as exact text.
+    pub fn decimal_out(self, col: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("CAST({col} AS TEXT)"),
+            Dialect::MySql => format!("CAST({col} AS CHAR)"),
+            Dialect::Sqlite => col.to_owned(),
+        }
+    }
+
+    /// A time as the text this dialect's time parameter accepts (MySQL's DATETIME takes no zone suffix; all
+    /// stored times are UTC).
+    pub fn time_value(self, at: &DateTime<Utc>) -> String {
+        match self {
+            Dialect::MySql => at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            Dialect::Postgres | Dialect::Sqlite => domain::order::format_time(at),
+        }
+    }
+
+    /// The clause that turns an INSERT into an upsert on `keys`, overwriting `cols`.
+    pub fn upsert(self, keys: &[&str], cols: &[&str]) -> String {
+        match self {
+            Dialect::Postgres | Dialect::Sqlite => format!(
+                "ON CONFLICT ({}) DO UPDATE SET {}",
+                keys.join(", "),
+                cols.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect::<Vec<_>>().join(", ")
+            ),
+            Dialect::MySql => format!(
+                "ON DUPLICATE KEY UPDATE {}",
+                cols.iter().map(|c| format!("{c} = VALUES({c})")).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
+    /// The clause that makes an INSERT skip rows whose key exists (never `INSERT IGNORE`, which hides other errors).
+    pub fn skip_existing(self, keys: &[&str]) -> String {
+        match self {
+            Dialect::Postgres | Dialect::Sqlite => format!("ON CONFLICT ({}) DO NOTHING", keys.join(", ")),
+            Dialect::MySql => format!("ON DUPLICATE KEY UPDATE {k} = {k}", k = keys[0]),
+        }
+    }
+
+    /// Row locks for read-modify-write; SQLite's write transaction already excludes other writers.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::MySql => " FOR UPDATE",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_casts_follow_the_dialect() {
+        assert_eq!(
+            Dialect::Postgres.rows(2, &[Col::Text, Col::Time]),
+            "($1, CAST($2 AS TIMESTAMPTZ)), ($3, CAST($4 AS TIMESTAMPTZ))"
+        );
+        assert_eq!(Dialect::MySql.rows(1, &[Col::Decimal, Col::Int]), "(CAST(? AS DECIMAL(38,4)), ?)");
+        assert_eq!(Dialect::Sqlite.tuple(3, &[Col::Text, Col::Time]), "(?, ?)");
+        assert_eq!(Dialect::from_url("postgres://u@h/db"), Some(Dialect::Postgres));
+        assert_eq!(Dialect::from_url("sqlite://data/read.db"), Some(Dialect::Sqlite));
+        assert_eq!(Dialect::from_url("oracle://x"), None);
+    }
+}

@@ -1,0 +1,712 @@
+//! The relational read model: `orders` / `orderitems` (the earlier schema's names), tombstones, the report
+//! aggregates and the projection positions. `apply` runs one batch of changes in one transaction: it loads what
+//! is projected for the batch's orders, folds the changes through `domain::projection` (version guard, deltas),
+//! and writes the outcome with a handful of multi-row statements, whatever the batch size.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::change::Sequence;
+use domain::projection::{Deltas, ItemTotals, Projected, Revision, SaleMonth, next_state};
+use domain::{ItemId, Lines, Order, OrderChange, OrderId, OrderLine, OrderStatus, Quantity, UnitPrice, Version};
+use rust_decimal::Decimal;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr};
+
+use crate::dialect::{Col, Dialect};
+
+/// Rows per multi-row statement: well inside every backend's bind-parameter limit.
+const CHUNK: usize = 400;
+
+/// The migrations of `migrations/<dialect>`, compiled in (sqlx's layout: `<version>_<description>.sql`). Listed
+/// here rather than found by sqlx's `migrate!` macro, which would pull its proc-macro build into every binary.
+const MIGRATIONS: &[(i64, &str, &str, &str, &str)] = &[(
+    1,
+    "read model",
+    include_str!("../../migrations/postgres/0001_read_model.sql"),
+    include_str!("../../migrations/mysql/0001_read_model.sql"),
+    include_str!("../../migrations/sqlite/0001_read_model.sql"),
+)];
+
+fn migrator(dialect: Dialect) -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, description, pg, my, lite)| {
+                let sql = match dialect {
+                    Dialect::Postgres => *pg,
+                    Dialect::MySql => *my,
+                    Dialect::Sqlite => *lite,
+                };
+                Migration::new(*version, (*description).into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("READ_MODEL_URL must start with postgres://, mysql:// or sqlite: (got {0:?})")]
+    UnsupportedUrl(String),
+    #[error("read model database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("read model migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("read model holds data the projection cannot explain: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, ProjectionError>;
+
+fn corrupt(what: impl Into<String>) -> ProjectionError {
+    ProjectionError::Corrupt(what.into())
+}
+
+/// What one `apply` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub received: usize,
+    /// Changes that were newer than what was projected; the rest were duplicates, replays or late arrivals.
+    pub applied: usize,
+}
+
+/// The whole read model, decoded: for tests and rebuild checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub orders: BTreeMap<OrderId, Order>,
+    pub tombstones: BTreeMap<OrderId, Revision>,
+    pub items: BTreeMap<ItemId, ItemTotals>,
+    pub months: BTreeMap<(ItemId, SaleMonth), i64>,
+    pub positions: BTreeMap<String, (Sequence, DateTime<Utc>)>,
+}
+
+enum Arg {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+}
+
+/// A statement and its arguments, built from fixed SQL fragments (never from input text).
+struct Stmt {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Stmt {
+    fn new(sql: String) -> Stmt {
+        Stmt { sql, args: Vec::new() }
+    }
+
+    fn text(mut self, v: impl Into<String>) -> Stmt {
+        self.args.push(Arg::Text(v.into()));
+        self
+    }
+
+    fn opt_text(mut self, v: Option<String>) -> Stmt {
+        self.args.push(Arg::OptText(v));
+        self
+    }
+
+    fn int(mut self, v: i64) -> Stmt {
+        self.args.push(Arg::Int(v));
+        self
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut q = sqlx::query(AssertSqlSafe(self.sql.as_str()));
+        for a in &self.args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::OptText(s) => q.bind(s.as_deref()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+
+    async fn run(&self, conn: &mut AnyConnection) -> Result<u64> {
+        Ok(self.query().execute(&mut *conn).await?.rows_affected())
+    }
+
+    async fn fetch(&self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>> {
+        Ok(self.query().fetch_all(&mut *conn).await?)
+    }
+}
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn get_text(row: &AnyRow, i: usize) -> Result<String> {
+    Ok(row.try_get::<String, _>(i)?)
+}
+
+fn get_time(row: &AnyRow, i: usize) -> Result<DateTime<Utc>> {
+    let raw = get_text(row, i)?;
+    domain::order::parse_time(&raw).ok_or_else(|| corrupt(format!("not a time: {raw:?}")))
+}
+
+fn get_opt_time(row: &AnyRow, i: usize) -> Result<Option<DateTime<Utc>>> {
+    row.try_get::<Option<String>, _>(i)?
+        .map(|raw| domain::order::parse_time(&raw).ok_or_else(|| corrupt(format!("not a time: {raw:?}"))))
+        .transpose()
+}
+
+fn get_decimal(row: &AnyRow, i: usize) -> Result<Decimal> {
+    let raw = get_text(row, i)?;
+    Decimal::from_str(&raw).map_err(|_| corrupt(format!("not a decimal: {raw:?}")))
+}
+
+fn item_id(raw: &str) -> Result<ItemId> {
+    ItemId::parse(raw).map_err(|e| corrupt(format!("item id {raw:?}: {e}")))
+}
+
+fn order_id(raw: &str) -> Result<OrderId> {
+    OrderId::parse(raw).map_err(|e| corrupt(format!("order id {raw:?}: {e}")))
+}
+
+fn version(raw: i64) -> Result<Version> {
+    u64::try_from(raw).ok().and_then(Version::new).ok_or_else(|| corrupt(format!("version {raw}")))
+}
+
+pub struct ReadModel {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl ReadModel {
+    /// A pool for `url`, connecting lazily and replacing broken connections (RDS Proxy closes idle ones).
+    pub fn connect(url: &str) -> Result<ReadModel> {
+        let dialect = Dialect::from_url(url).ok_or_else(|| ProjectionError::UnsupportedUrl(url.to_owned()))?;
+        sqlx::any::install_default_drivers();
+        let mut options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .idle_timeout(Some(Duration::from_secs(120)))
+            .test_before_acquire(true);
+        options = match dialect {
+            // One writer: SQLite serialises writes anyway, and one connection never waits on itself.
+            Dialect::Sqlite => options.max_connections(1).after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 5000",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                    Ok(())
+                })
+            }),
+            Dialect::Postgres | Dialect::MySql => options.max_connections(4),
+        };
+        Ok(ReadModel { pool: options.connect_lazy(url)?, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies the migrations in `migrations/<dialect>`; safe to run again.
+    pub async fn migrate(&self) -> Result<()> {
+        migrator(self.dialect).run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Applies `changes` (in feed order) in one transaction: all of them take effect, or none.
+    pub async fn apply(&self, changes: &[OrderChange]) -> Result<Applied> {
+        if changes.is_empty() {
+            return Ok(Applied::default());
+        }
+        let now = domain::order::timestamp(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<OrderId> =
+            changes.iter().map(|c| c.order_id().clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut states = self.load(&mut tx, Some(&ids)).await?;
+        let mut touched = BTreeSet::new();
+        let mut deltas = Deltas::default();
+        let mut applied = 0;
+        for change in changes {
+            let current = states.get(change.order_id());
+            if let Some(next) = next_state(current, change) {
+                deltas.record(current, Some(&next));
+                touched.insert(change.order_id().clone());
+                states.insert(change.order_id().clone(), next);
+                applied += 1;
+            }
+        }
+        deltas.compact();
+        if !touched.is_empty() {
+            self.write_orders(&mut tx, &states, &touched, now).await?;
+            self.write_item_totals(&mut tx, &deltas).await?;
+            self.write_month_totals(&mut tx, &deltas).await?;
+        }
+        self.write_positions(&mut tx, changes, now).await?;
+        tx.commit().await?;
+        Ok(Applied { received: changes.len(), applied })
+    }
+
+    fn in_list(&self, first: usize, n: usize) -> String {
+        self.dialect.tuple(first, &vec![Col::Text; n])
+    }
+
+    /// What is projected for `ids` (all orders when `None`).
+    async fn load(&self, conn: &mut AnyConnection, ids: Option<&[OrderId]>) -> Result<BTreeMap<OrderId, Projected>> {
+        let d = self.dialect;
+        let chunks: Vec<&[OrderId]> = match ids {
+            Some(ids) => ids.chunks(CHUNK).collect(),
+            None => vec![&[]],
+        };
+        let mut orders: BTreeMap<OrderId, Order> = BTreeMap::new();
+        let mut lines: BTreeMap<OrderId, Vec<OrderLine>> = BTreeMap::new();
+        let mut tombstones: BTreeMap<OrderId, Revision> = BTreeMap::new();
+        for chunk in chunks {
+            let filter = |col: &str| match ids {
+                Some(_) => format!(" WHERE {col} IN {}", self.in_list(1, chunk.len())),
+                None => String::new(),
+            };
+            let with_ids = |sql: String| chunk.iter().fold(Stmt::new(sql), |s, id| s.text(id.as_str()));
+            let rows = with_ids(format!(
+                "SELECT orderid, orderstatus, {}, version, {}, {} FROM orders{}",
+                d.time_out("orderdate"),
+                d.time_out("created_at"),
+                d.time_out("updated_at"),
+                filter("orderid")
+            ))
+            .fetch(conn)
+            .await?;
+            for r in rows {
+                let id = order_id(&get_text(&r, 0)?)?;
+                let status = OrderStatus::parse(&get_text(&r, 1)?).ok_or_else(|| corrupt("order status"))?;
+                let placeholder = Lines::new(vec![OrderLine {
+                    itemid: item_id("placeholder")?,
+                    quantity: Quantity::new(1).ok_or_else(|| corrupt("quantity"))?,
+                    unit_price: None,
+                }])
+                .map_err(|e| corrupt(e.to_string()))?;
+                orders.insert(
+                    id.clone(),
+                    Order {
+                        order_id: id,
+                        items: placeholder,
+                        status,
+                        order_date: get_time(&r, 2)?,
+                        version: version(r.try_get(3)?)?,
+                        created_at: get_time(&r, 4)?,
+                        updated_at: get_time(&r, 5)?,
+                    },
+                );
+            }
+            let rows = with_ids(format!(
+                "SELECT orderid, itemid, quantity, {} FROM orderitems{} ORDER BY orderid, itemid",
+                d.decimal_out("unitprice"),
+                filter("orderid")
+            ))
+            .fetch(conn)
+            .await?;
+            for r in rows {
+                let qty: i64 = r.try_get(2)?;
+                let price = r
+                    .try_get::<Option<String>, _>(3)?
+                    .map(|p| {
+                        Decimal::from_str(&p)
+                            .ok()
+                            .and_then(|d| UnitPrice::new(d).ok())
+                            .ok_or_else(|| corrupt("unit price"))
+                    })
+                    .transpose()?;
+                lines.entry(order_id(&get_text(&r, 0)?)?).or_default().push(OrderLine {
+                    itemid: item_id(&get_text(&r, 1)?)?,
+                    quantity: u32::try_from(qty).ok().and_then(Quantity::new).ok_or_else(|| corrupt("quantity"))?,
+                    unit_price: price,
+                });
+            }
+            let rows = with_ids(format!(
+                "SELECT orderid, {}, version FROM order_tombstones{}",
+                d.time_out("created_at"),
+                filter("orderid")
+            ))
+            .fetch(conn)
+            .await?;
+            for r in rows {
+                tombstones.insert(
+                    order_id(&get_text(&r, 0)?)?,
+                    Revision { created_at: get_time(&r, 1)?, version: version(r.try_get(2)?)? },
+                );
+            }
+        }
+        let mut states = BTreeMap::new();
+        for (id, mut order) in orders {
+            let order_lines = lines.remove(&id).ok_or_else(|| corrupt(format!("order {id} has no lines")))?;
+            order.items = Lines::new(order_lines).map_err(|e| corrupt(format!("order {id}: {e}")))?;
+            states.insert(id, Projected::Live(order));
+        }
+        for (id, revision) in tombstones {
+            let removed = Projected::Removed { order_id: id.clone(), revision };
+            // Both only if a write was interrupted mid-way in an older release; the later one is the truth.
+            if states.get(&id).is_none_or(|live| live.rank() < removed.rank()) {
+                states.insert(id, removed);
+            }
+        }
+        Ok(states)
+    }
+
+    async fn delete_in(&self, conn: &mut AnyConnection, table: &str, ids: &[&OrderId]) -> Result<()> {
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!("DELETE FROM {table} WHERE orderid IN {}", self.in_list(1, chunk.len()));
+            chunk.iter().fold(Stmt::new(sql), |s, id| s.text(id.as_str())).run(conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_orders(
+        &self,
+        conn: &mut AnyConnection,
+        states: &BTreeMap<OrderId, Projected>,
+        touched: &BTreeSet<OrderId>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let d = self.dialect;
+        let touched_ids: Vec<&OrderId> = touched.iter().collect();
+        let mut live: Vec<&Order> = Vec::new();
+        let mut removed: Vec<(&OrderId, Revision)> = Vec::new();
+        for id in &touched_ids {
+            match states.get(*id) {
+                Some(Projected::Live(o)) => live.push(o),
+                Some(Projected::Removed { revision, .. }) => removed.push((*id, *revision)),
+                None => return Err(corrupt(format!("touched order {id} has no state"))),
+            }
+        }
+        // Lines are replaced wholesale: an order's lines are whatever its newest state says.
+        self.delete_in(conn, "orderitems", &touched_ids).await?;
+        let stamp = d.time_value(&now);
+        const ORDER_COLS: [Col; 8] =
+            [Col::Text, Col::Text, Col::Time, Col::Text, Col::Int, Col::Time, Col::Time, Col::Time];
+        for chunk in live.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO orders (orderid, orderstatus, orderdate, sale_month, version, created_at, updated_at, projected_at) VALUES {} {}",
+                d.rows(chunk.len(), &ORDER_COLS),
+                d.upsert(
+                    &["orderid"],
+                    &["orderstatus", "orderdate", "sale_month", "version", "created_at", "updated_at", "projected_at"]
+                )
+            );
+            let mut s = Stmt::new(sql);
+            for o in chunk {
+                s = s
+                    .text(o.order_id.as_str())
+                    .text(o.status.as_str())
+                    .text(d.time_value(&o.order_date))
+                    .text(SaleMonth::of(o.order_date).as_str())
+                    .int(int(o.version.get()))
+                    .text(d.time_value(&o.created_at))
+                    .text(d.time_value(&o.updated_at))
+                    .text(stamp.clone());
+            }
+            s.run(conn).await?;
+        }
+        let all_lines: Vec<(&OrderId, &OrderLine)> =
+            live.iter().flat_map(|o| o.items.as_slice().iter().map(move |l| (&o.order_id, l))).collect();
+        for chunk in all_lines.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO orderitems (orderid, itemid, quantity, unitprice) VALUES {}",
+                d.rows(chunk.len(), &[Col::Text, Col::Text, Col::Int, Col::Decimal])
+            );
+            let mut s = Stmt::new(sql);
+            for (id, l) in chunk {
+                s = s
+                    .text(id.as_str())
+                    .text(l.itemid.as_str())
+                    .int(i64::from(l.quantity.get()))
+                    .opt_text(l.unit_price.map(|p| p.get().to_string()));
+            }
+            s.run(conn).await?;
+        }
+        let live_ids: Vec<&OrderId> = live.iter().map(|o| &o.order_id).collect();
+        self.delete_in(conn, "order_tombstones", &live_ids).await?;
+        let removed_ids: Vec<&OrderId> = removed.iter().map(|(id, _)| *id).collect();
+        self.delete_in(conn, "orders", &removed_ids).await?;
+        for chunk in removed.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO order_tombstones (orderid, created_at, version, removed_at) VALUES {} {}",
+                d.rows(chunk.len(), &[Col::Text, Col::Time, Col::Int, Col::Time]),
+                d.upsert(&["orderid"], &["created_at", "version", "removed_at"])
+            );
+            let mut s = Stmt::new(sql);
+            for (id, rev) in chunk {
+                s = s
+                    .text(id.as_str())
+                    .text(d.time_value(&rev.created_at))
+                    .int(int(rev.version.get()))
+                    .text(stamp.clone());
+            }
+            s.run(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write of the per-item totals: rows are created if missing, locked in key order, recomputed
+    /// here with exact decimals, then written back (or deleted when no order counts any more).
+    async fn write_item_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
+        let d = self.dialect;
+        let items: Vec<&ItemId> = deltas.items.keys().collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut current: BTreeMap<ItemId, ItemTotals> = BTreeMap::new();
+        for chunk in items.chunks(CHUNK) {
+            let ensure = format!(
+                "INSERT INTO item_sales (itemid, totalordered, totalrevenue, ordercount, lastorderdate) VALUES {} {}",
+                (0..chunk.len())
+                    .map(|i| format!("({}, 0, '0', 0, NULL)", d.param(i + 1, Col::Text)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                d.skip_existing(&["itemid"])
+            );
+            chunk.iter().fold(Stmt::new(ensure), |s, i| s.text(i.as_str())).run(conn).await?;
+            let select = format!(
+                "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales WHERE itemid IN {} ORDER BY itemid{}",
+                d.decimal_out("totalrevenue"),
+                d.time_out("lastorderdate"),
+                self.in_list(1, chunk.len()),
+                d.for_update()
+            );
+            for r in chunk.iter().fold(Stmt::new(select), |s, i| s.text(i.as_str())).fetch(conn).await? {
+                current.insert(
+                    item_id(&get_text(&r, 0)?)?,
+                    ItemTotals {
+                        quantity: r.try_get(1)?,
+                        revenue: get_decimal(&r, 2)?,
+                        orders: r.try_get(3)?,
+                        last_order_date: get_opt_time(&r, 4)?,
+                    },
+                );
+            }
+        }
+        // Where an order stopped counting, the last order date is recomputed from the lines as now written.
+        let recheck: Vec<&ItemId> = deltas.items.iter().filter(|(_, d)| d.recheck_last_date).map(|(i, _)| i).collect();
+        let mut recomputed: BTreeMap<ItemId, DateTime<Utc>> = BTreeMap::new();
+        for chunk in recheck.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT i.itemid, {} FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
+                 WHERE i.itemid IN {} AND o.orderstatus = 'created' GROUP BY i.itemid",
+                d.time_out("MAX(o.orderdate)"),
+                self.in_list(1, chunk.len())
+            );
+            for r in chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).fetch(conn).await? {
+                recomputed.insert(item_id(&get_text(&r, 0)?)?, get_time(&r, 1)?);
+            }
+        }
+        let mut keep: Vec<(&ItemId, ItemTotals)> = Vec::new();
+        let mut drop: Vec<&ItemId> = Vec::new();
+        for (item, delta) in &deltas.items {
+            let old = current.get(item).ok_or_else(|| corrupt(format!("item_sales row for {item} vanished")))?;
+            let new = ItemTotals {
+                quantity: old.quantity + delta.quantity,
+                revenue: old.revenue + delta.revenue,
+                orders: old.orders + delta.orders,
+                last_order_date: if delta.recheck_last_date {
+                    recomputed.get(item).copied()
+                } else {
+                    old.last_order_date.max(delta.latest_added)
+                },
+            };
+            if new.orders < 0 || new.quantity < 0 || (new.orders == 0) != (new.quantity == 0) {
+                return Err(corrupt(format!("item {item} would reach {new:?}")));
+            }
+            if new.orders == 0 {
+                drop.push(item);
+            } else {
+                keep.push((item, new));
+            }
+        }
+        for chunk in drop.chunks(CHUNK) {
+            let sql = format!("DELETE FROM item_sales WHERE itemid IN {}", self.in_list(1, chunk.len()));
+            chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
+        }
+        for chunk in keep.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO item_sales (itemid, totalordered, totalrevenue, ordercount, lastorderdate) VALUES {} {}",
+                d.rows(chunk.len(), &[Col::Text, Col::Int, Col::Decimal, Col::Int, Col::Time]),
+                d.upsert(&["itemid"], &["totalordered", "totalrevenue", "ordercount", "lastorderdate"])
+            );
+            let mut s = Stmt::new(sql);
+            for (item, t) in chunk {
+                s = s
+                    .text(item.as_str())
+                    .int(t.quantity)
+                    .text(t.revenue.normalize().to_string())
+                    .int(t.orders)
+                    .opt_text(t.last_order_date.map(|at| d.time_value(&at)));
+            }
+            s.run(conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_month_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
+        let d = self.dialect;
+        let keys: Vec<&(ItemId, SaleMonth)> = deltas.months.keys().collect();
+        let mut current: BTreeMap<(ItemId, SaleMonth), i64> = BTreeMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            let bind = |sql: String| chunk.iter().fold(Stmt::new(sql), |s, (i, m)| s.text(i.as_str()).text(m.as_str()));
+            let pairs = d.rows(chunk.len(), &[Col::Text, Col::Text]);
+            let ensure = format!(
+                "INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered) VALUES {} {}",
+                (0..chunk.len())
+                    .map(|i| format!("({}, {}, 0)", d.param(2 * i + 1, Col::Text), d.param(2 * i + 2, Col::Text)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                d.skip_existing(&["itemid", "sale_month"])
+            );
+            bind(ensure).run(conn).await?;
+            let select = format!(
+                "SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales WHERE (itemid, sale_month) IN ({pairs}) \
+                 ORDER BY itemid, sale_month{}",
+                d.for_update()
+            );
+            for r in bind(select).fetch(conn).await? {
+                let month = SaleMonth::parse(get_text(&r, 1)?.trim()).ok_or_else(|| corrupt("sale month"))?;
+                current.insert((item_id(&get_text(&r, 0)?)?, month), r.try_get(2)?);
+            }
+        }
+        let mut keep = Vec::new();
+        let mut drop = Vec::new();
+        for (key, delta) in &deltas.months {
+            let old =
+                current.get(key).ok_or_else(|| corrupt(format!("item_monthly_sales row for {key:?} vanished")))?;
+            match old + delta {
+                n if n < 0 => return Err(corrupt(format!("{key:?} would reach {n}"))),
+                0 => drop.push(key),
+                n => keep.push((key, n)),
+            }
+        }
+        for chunk in drop.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM item_monthly_sales WHERE (itemid, sale_month) IN ({})",
+                d.rows(chunk.len(), &[Col::Text, Col::Text])
+            );
+            chunk.iter().fold(Stmt::new(sql), |s, (i, m)| s.text(i.as_str()).text(m.as_str())).run(conn).await?;
+        }
+        for chunk in keep.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered) VALUES {} {}",
+                d.rows(chunk.len(), &[Col::Text, Col::Text, Col::Int]),
+                d.upsert(&["itemid", "sale_month"], &["monthlyordered"])
+            );
+            let mut s = Stmt::new(sql);
+            for ((item, month), n) in chunk {
+                s = s.text(item.as_str()).text(month.as_str()).int(*n);
+            }
+            s.run(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves each source's position forward to the newest change of the batch (never backwards on a replay).
+    async fn write_positions(
+        &self,
+        conn: &mut AnyConnection,
+        changes: &[OrderChange],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let d = self.dialect;
+        let mut newest: BTreeMap<&str, &OrderChange> = BTreeMap::new();
+        for c in changes {
+            let e = newest.entry(c.position().source.as_str()).or_insert(c);
+            if c.position().sequence > e.position().sequence {
+                *e = c;
+            }
+        }
+        let sources: Vec<&str> = newest.keys().copied().collect();
+        let sql = format!(
+            "SELECT source, sequence FROM projection_positions WHERE source IN {}{}",
+            self.in_list(1, sources.len()),
+            d.for_update()
+        );
+        let mut stored: BTreeMap<String, Sequence> = BTreeMap::new();
+        for r in sources.iter().fold(Stmt::new(sql), |s, src| s.text(*src)).fetch(conn).await? {
+            let seq = get_text(&r, 1)?;
+            stored.insert(get_text(&r, 0)?, Sequence::parse(&seq).ok_or_else(|| corrupt(format!("sequence {seq:?}")))?);
+        }
+        let forward: Vec<&OrderChange> = newest
+            .into_iter()
+            .filter(|(src, c)| stored.get(*src).is_none_or(|s| c.position().sequence > *s))
+            .map(|(_, c)| c)
+            .collect();
+        if forward.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO projection_positions (source, sequence, last_changed_at, applied_at) VALUES {} {}",
+            d.rows(forward.len(), &[Col::Text, Col::Text, Col::Time, Col::Time]),
+            d.upsert(&["source"], &["sequence", "last_changed_at", "applied_at"])
+        );
+        let mut s = Stmt::new(sql);
+        for c in forward {
+            s = s
+                .text(c.position().source.as_str())
+                .text(c.position().sequence.as_str())
+                .text(d.time_value(&c.changed_at()))
+                .text(d.time_value(&now));
+        }
+        s.run(conn).await?;
+        Ok(())
+    }
+
+    /// The whole read model, decoded.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let d = self.dialect;
+        let mut conn = self.pool.acquire().await?;
+        let mut snap = Snapshot::default();
+        for (id, state) in self.load(&mut conn, None).await? {
+            match state {
+                Projected::Live(o) => {
+                    snap.orders.insert(id, o);
+                }
+                Projected::Removed { revision, .. } => {
+                    snap.tombstones.insert(id, revision);
+                }
+            }
+        }
+        let sql = format!(
+            "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales",
+            d.decimal_out("totalrevenue"),
+            d.time_out("lastorderdate")
+        );
+        for r in Stmt::new(sql).fetch(&mut conn).await? {
+            snap.items.insert(
+                item_id(&get_text(&r, 0)?)?,
+                ItemTotals {
+                    quantity: r.try_get(1)?,
+                    revenue: get_decimal(&r, 2)?.normalize(),
+                    orders: r.try_get(3)?,
+                    last_order_date: get_opt_time(&r, 4)?,
+                },
+            );
+        }
+        for r in Stmt::new("SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales".into())
+            .fetch(&mut conn)
+            .await?
+        {
+            let month = SaleMonth::parse(get_text(&r, 1)?.trim()).ok_or_else(|| corrupt("sale month"))?;
+            snap.months.insert((item_id(&get_text(&r, 0)?)?, month), r.try_get(2)?);
+        }
+        let sql = format!("SELECT source, sequence, {} FROM projection_positions", d.time_out("last_changed_at"));
+        for r in Stmt::new(sql).fetch(&mut conn).await? {
+            let seq = get_text(&r, 1)?;
+            snap.positions.insert(
+                get_text(&r, 0)?,
+                (Sequence::parse(&seq).ok_or_else(|| corrupt("sequence"))?, get_time(&r, 2)?),
+            );
+        }
+        Ok(snap)
+    }
+}

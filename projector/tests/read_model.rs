@@ -1,0 +1,328 @@
+//! The read model on PostgreSQL, MariaDB and SQLite, one suite for all three, each test in a fresh database.
+//! PostgreSQL and MariaDB must be running (127.0.0.1:5432 trust auth, 127.0.0.1:3306 root without password, or
+//! TEST_POSTGRES_URL / TEST_MYSQL_URL); a test that cannot reach them fails and says so.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::{DateTime, Utc};
+use domain::projection::{SaleMonth, Totals};
+use domain::testkit::{History, Rng};
+use domain::{ChangeKind, ItemId, Lines, Order, OrderChange, OrderId, Position, parse_create};
+use projector::{Dialect, ReadModel};
+use sqlx::Executor;
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Postgres,
+    MariaDb,
+    Sqlite,
+}
+
+const ALL: [Backend; 3] = [Backend::Postgres, Backend::MariaDb, Backend::Sqlite];
+
+/// A fresh, migrated database; dropped (server backends) when the test ends.
+struct Fresh {
+    model: ReadModel,
+    admin_url: Option<String>,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn server_url(var: &str, default: &str) -> String {
+    std::env::var(var).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+async fn fresh(backend: Backend) -> Fresh {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!("rm_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    sqlx::any::install_default_drivers();
+    let (url, admin_url, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            (format!("sqlite://{}?mode=rwc", dir.path().join("read.db").display()), None, Some(dir))
+        }
+        Backend::Postgres | Backend::MariaDb => {
+            let (var, base, admin_db, hint) = match backend {
+                Backend::Postgres => (
+                    "TEST_POSTGRES_URL",
+                    "postgres://postgres@127.0.0.1:5432",
+                    "postgres",
+                    "start PostgreSQL on 127.0.0.1:5432 with trust auth, or set TEST_POSTGRES_URL",
+                ),
+                _ => (
+                    "TEST_MYSQL_URL",
+                    "mysql://root@127.0.0.1:3306",
+                    "test",
+                    "start MariaDB/MySQL on 127.0.0.1:3306 (root, no password), or set TEST_MYSQL_URL",
+                ),
+            };
+            let base = server_url(var, base);
+            let admin = format!("{base}/{admin_db}");
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach {admin} ({e}): {hint}"));
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+            (format!("{base}/{name}"), Some(admin), None)
+        }
+    };
+    let model = ReadModel::connect(&url).unwrap();
+    model.migrate().await.unwrap();
+    model.migrate().await.expect("migrating twice is harmless");
+    Fresh { model, admin_url, name, _dir: dir }
+}
+
+impl Fresh {
+    async fn drop_database(self) {
+        let Fresh { model, admin_url, name, .. } = self;
+        model.pool().close().await;
+        if let Some(admin) = admin_url {
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap();
+            conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).await.unwrap();
+        }
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn order(json: &str, now: &str) -> Order {
+    parse_create(json.as_bytes(), at(now)).unwrap().into_order(at(now))
+}
+
+fn change(kind: ChangeKind, before: Option<&Order>, after: Option<&Order>, seq: u64) -> OrderChange {
+    OrderChange::new(
+        kind,
+        before.cloned(),
+        after.cloned(),
+        Position { source: "shard-1".into(), sequence: seq.into() },
+        at("2026-11-21T10:00:00Z"),
+    )
+    .unwrap()
+}
+
+fn canonical(o: &Order) -> Order {
+    let mut lines: Vec<_> = o.items.as_slice().to_vec();
+    lines.sort_by(|a, b| a.itemid.cmp(&b.itemid));
+    Order { items: Lines::new(lines).unwrap(), ..o.clone() }
+}
+
+fn item(s: &str) -> ItemId {
+    ItemId::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn given_the_earlier_example_when_projected_then_orders_lines_and_aggregates_hold_it_on_every_backend() {
+    for backend in ALL {
+        let db = fresh(backend).await;
+        let o1 = order(
+            r#"{"orderId":"6119","orderDate":"2022-10-13T09:00:00Z","items":[{"itemid":"z3333","quantity":6,"unitPrice":"2.50"},{"itemid":"z4444","quantity":3}]}"#,
+            "2026-11-21T09:00:00Z",
+        );
+        let o2 = order(
+            r#"{"orderId":"6120","orderDate":"2022-11-02T00:00:00Z","items":[{"itemid":"z3333","quantity":6,"unitPrice":"0.0001"}]}"#,
+            "2026-11-21T09:00:01Z",
+        );
+        let applied = db
+            .model
+            .apply(&[change(ChangeKind::Insert, None, Some(&o1), 1), change(ChangeKind::Insert, None, Some(&o2), 2)])
+            .await
+            .unwrap();
+        assert_eq!((applied.received, applied.applied), (2, 2), "{backend:?}");
+
+        let snap = db.model.snapshot().await.unwrap();
+        assert_eq!(
+            snap.orders.values().cloned().collect::<Vec<_>>(),
+            vec![canonical(&o1), canonical(&o2)],
+            "{backend:?}"
+        );
+        let z3 = &snap.items[&item("z3333")];
+        assert_eq!((z3.quantity, z3.revenue.to_string(), z3.orders), (12, "15.0006".to_owned(), 2), "{backend:?}");
+        assert_eq!(z3.last_order_date, Some(at("2022-11-02T00:00:00Z")), "{backend:?}");
+        let z4 = &snap.items[&item("z4444")];
+        assert_eq!((z4.quantity, z4.revenue.to_string(), z4.orders), (3, "0".to_owned(), 1), "{backend:?}");
+        let months: Vec<(String, String, i64)> =
+            snap.months.iter().map(|((i, m), q)| (i.to_string(), m.to_string(), *q)).collect();
+        assert_eq!(
+            months,
+            [
+                ("z3333".into(), "2022-10".into(), 6),
+                ("z3333".into(), "2022-11".into(), 6),
+                ("z4444".into(), "2022-10".into(), 3)
+            ],
+            "{backend:?}"
+        );
+        assert_eq!(snap.positions["shard-1"].0.as_str(), "2", "{backend:?}");
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn given_a_projected_history_when_it_is_delivered_again_then_nothing_changes_but_a_newer_position_is_kept() {
+    for backend in ALL {
+        let db = fresh(backend).await;
+        let v1 = order(r#"{"orderId":"a","items":[{"itemid":"x","quantity":2}]}"#, "2026-11-21T09:00:00Z");
+        let mut v2 = v1.clone();
+        v2.version = v1.version.next();
+        v2.items = Lines::new(vec![domain::OrderLine {
+            quantity: domain::Quantity::new(5).unwrap(),
+            ..v1.items.as_slice()[0].clone()
+        }])
+        .unwrap();
+        let history =
+            [change(ChangeKind::Insert, None, Some(&v1), 1), change(ChangeKind::Modify, Some(&v1), Some(&v2), 2)];
+        db.model.apply(&history).await.unwrap();
+        let before = db.model.snapshot().await.unwrap();
+        let again = db.model.apply(&history).await.unwrap();
+        assert_eq!(again.applied, 0, "{backend:?}: duplicates are no-ops");
+        let late = db.model.apply(&history[..1]).await.unwrap();
+        assert_eq!(late.applied, 0, "{backend:?}");
+        assert_eq!(
+            db.model.snapshot().await.unwrap(),
+            before,
+            "{backend:?}: the read model and the position are unchanged"
+        );
+        assert_eq!(before.items[&item("x")].quantity, 5, "{backend:?}");
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn given_a_removed_order_then_it_leaves_a_tombstone_that_late_changes_cannot_pass_but_a_new_order_can() {
+    for backend in ALL {
+        let db = fresh(backend).await;
+        let v1 = order(
+            r#"{"orderId":"a","orderDate":"2022-12-31T23:00:00Z","items":[{"itemid":"x","quantity":2}]}"#,
+            "2026-11-21T09:00:00Z",
+        );
+        let mut cancelled = v1.clone();
+        cancelled.version = v1.version.next();
+        cancelled.status = domain::OrderStatus::Cancelled;
+        db.model.apply(&[change(ChangeKind::Insert, None, Some(&v1), 1)]).await.unwrap();
+        db.model
+            .apply(&[
+                change(ChangeKind::Modify, Some(&v1), Some(&cancelled), 2),
+                change(ChangeKind::Remove, Some(&cancelled), None, 3),
+            ])
+            .await
+            .unwrap();
+        let snap = db.model.snapshot().await.unwrap();
+        assert!(snap.orders.is_empty() && snap.items.is_empty() && snap.months.is_empty(), "{backend:?}: {snap:?}");
+        assert_eq!(snap.tombstones.len(), 1, "{backend:?}");
+
+        let late = db.model.apply(&[change(ChangeKind::Insert, None, Some(&v1), 1)]).await.unwrap();
+        assert_eq!(late.applied, 0, "{backend:?}: a late INSERT does not resurrect the order");
+
+        let reborn = order(
+            r#"{"orderId":"a","orderDate":"2023-01-01T00:30:00Z","items":[{"itemid":"y","quantity":1}]}"#,
+            "2026-11-21T10:00:00Z",
+        );
+        assert_eq!(db.model.apply(&[change(ChangeKind::Insert, None, Some(&reborn), 4)]).await.unwrap().applied, 1);
+        let snap = db.model.snapshot().await.unwrap();
+        assert_eq!(snap.orders.values().cloned().collect::<Vec<_>>(), vec![canonical(&reborn)], "{backend:?}");
+        assert!(snap.tombstones.is_empty(), "{backend:?}");
+        assert_eq!(snap.months.keys().map(|(_, m)| m.to_string()).collect::<Vec<_>>(), ["2023-01"], "{backend:?}");
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn given_the_latest_order_of_an_item_is_cancelled_then_its_last_order_date_falls_back_to_the_previous_one() {
+    for backend in ALL {
+        let db = fresh(backend).await;
+        let early = order(
+            r#"{"orderId":"e","orderDate":"2022-01-05T00:00:00Z","items":[{"itemid":"x","quantity":1}]}"#,
+            "2026-11-21T09:00:00Z",
+        );
+        let late = order(
+            r#"{"orderId":"l","orderDate":"2022-03-05T00:00:00Z","items":[{"itemid":"x","quantity":1}]}"#,
+            "2026-11-21T09:00:00Z",
+        );
+        let mut cancelled = late.clone();
+        cancelled.version = late.version.next();
+        cancelled.status = domain::OrderStatus::Cancelled;
+        db.model
+            .apply(&[
+                change(ChangeKind::Insert, None, Some(&early), 1),
+                change(ChangeKind::Insert, None, Some(&late), 2),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(db.model.snapshot().await.unwrap().items[&item("x")].last_order_date, Some(late.order_date));
+        db.model.apply(&[change(ChangeKind::Modify, Some(&late), Some(&cancelled), 3)]).await.unwrap();
+        let x = db.model.snapshot().await.unwrap().items[&item("x")].clone();
+        assert_eq!((x.quantity, x.orders, x.last_order_date), (1, 1, Some(early.order_date)), "{backend:?}");
+        db.drop_database().await;
+    }
+}
+
+fn cases() -> u64 {
+    std::env::var("PROJECTION_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000)
+}
+
+async fn clear(model: &ReadModel) {
+    let mut conn = model.pool().acquire().await.unwrap();
+    for table in
+        ["orderitems", "orders", "order_tombstones", "item_sales", "item_monthly_sales", "projection_positions"]
+    {
+        conn.execute(sqlx::AssertSqlSafe(format!("DELETE FROM {table}"))).await.unwrap();
+    }
+}
+
+/// Random histories of create / amend / cancel / delete over a few orders, delivered in batches with duplicates,
+/// retried batch prefixes and replays: the read model must equal a recomputation from the final write model.
+async fn property(backend: Backend) {
+    let db = fresh(backend).await;
+    assert_eq!(
+        db.model.dialect(),
+        match backend {
+            Backend::Postgres => Dialect::Postgres,
+            Backend::MariaDb => Dialect::MySql,
+            Backend::Sqlite => Dialect::Sqlite,
+        }
+    );
+    for seed in 0..cases() {
+        clear(&db.model).await;
+        let mut rng = Rng::new(seed);
+        let history = History::random(&mut rng, 4, 24);
+        for batch in history.batches(&mut rng) {
+            db.model.apply(&batch).await.unwrap_or_else(|e| panic!("{backend:?} seed {seed}: {e}"));
+        }
+        let snap = db.model.snapshot().await.unwrap();
+        let expected_orders: BTreeMap<OrderId, Order> =
+            history.final_state.iter().map(|(k, o)| (k.clone(), canonical(o))).collect();
+        assert_eq!(snap.orders, expected_orders, "{backend:?} seed {seed}: orders and lines");
+        let totals = Totals::recompute(history.final_orders());
+        let items: BTreeMap<_, _> = totals
+            .items
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.revenue = v.revenue.normalize();
+                (k, v)
+            })
+            .collect();
+        assert_eq!(snap.items, items, "{backend:?} seed {seed}: item totals");
+        let months: BTreeMap<(ItemId, SaleMonth), i64> = totals.months;
+        assert_eq!(snap.months, months, "{backend:?} seed {seed}: monthly totals");
+        if let Some(last) = history.changes.last() {
+            assert_eq!(snap.positions["test"].0, last.position().sequence, "{backend:?} seed {seed}: position");
+        }
+    }
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn random_histories_equal_a_recomputation_on_postgres() {
+    property(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn random_histories_equal_a_recomputation_on_mariadb() {
+    property(Backend::MariaDb).await;
+}
+
+#[tokio::test]
+async fn random_histories_equal_a_recomputation_on_sqlite() {
+    property(Backend::Sqlite).await;
+}
