@@ -5,8 +5,11 @@ pub mod bench;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use command_api::config::{ConfigError, Env, StoreSettings};
+use command_api::config::{ConfigError, DEFAULT_DATA_DIR, Env, Opened, StoreSettings};
+use projector::{Dialect, ReadModel};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -14,16 +17,45 @@ pub struct Settings {
     pub command_api_addr: SocketAddr,
     /// Validated now so that a typo fails start-up; served once the query API exists (issue 4).
     pub query_api_addr: SocketAddr,
+    pub read_model_url: String,
+    /// Where local state lives (`DATA_DIR`): the embedded store and, by default, the SQLite read model.
+    pub data_dir: PathBuf,
 }
 
 impl Settings {
     pub fn from_env(env: &Env) -> Result<Settings, ConfigError> {
+        let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned()));
+        let read_model_url = match env.get("READ_MODEL_URL") {
+            Some(url) if Dialect::from_url(&url).is_some() => url,
+            Some(url) => {
+                return Err(ConfigError::Invalid {
+                    name: "READ_MODEL_URL",
+                    value: url,
+                    reason: "expected sqlite:..., postgres://... or mysql://...".into(),
+                });
+            }
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("readmodel.db").display()),
+        };
         Ok(Settings {
             store: StoreSettings::from_env(env)?,
             command_api_addr: env.parse_or("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             query_api_addr: env.parse_or("QUERY_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3001)))?,
+            read_model_url,
+            data_dir,
         })
     }
+}
+
+/// Connects to the read model and applies its migrations (`orders migrate`, and every start of the runner).
+pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
+    if settings.read_model_url.starts_with("sqlite:") {
+        let dir = &settings.data_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| RunError::ReadModel(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let model = ReadModel::connect(&settings.read_model_url).map_err(|e| RunError::ReadModel(e.to_string()))?;
+    model.migrate().await.map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_URL)")))?;
+    Ok(model)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +66,42 @@ pub enum RunError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("read model: {0}")]
+    ReadModel(String),
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the store.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
-    let store = settings.store.open().await?;
+    let opened = settings.store.open_typed().await?;
+    let store = opened.store();
     let kind = store.kind();
+    let model = Arc::new(migrate(&settings).await?);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let projector = match &opened {
+        Opened::Embedded(embedded) => {
+            let feed = embedded.clone();
+            tracing::info!(
+                read_model = model.dialect().name(),
+                "projecting the embedded change log into the read model"
+            );
+            Some(tokio::spawn(projector::feed::tail_embedded(
+                model.clone(),
+                command_api::store::embedded::SOURCE,
+                move |after, limit| {
+                    let feed = feed.clone();
+                    async move { feed.changes_after(after, limit).await.map_err(|e| e.to_string()) }
+                },
+                embedded.committed(),
+                stopped,
+            )))
+        }
+        Opened::DynamoDb(_) => {
+            tracing::warn!(
+                "ORDERS_STORE=dynamodb: this process does not project; the table's stream feeds the projector"
+            );
+            None
+        }
+    };
     let listener = tokio::net::TcpListener::bind(settings.command_api_addr)
         .await
         .map_err(|source| RunError::Bind { addr: settings.command_api_addr, source })?;
@@ -49,8 +111,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     if let StoreSettings::Embedded { data_dir } = &settings.store {
         tracing::info!(data_dir = %data_dir.display(), "embedded store: orders and change log in {}/orders.db", data_dir.display());
     }
-    tracing::info!("projector and query API are not part of this build yet");
-    axum::serve(listener, command_api::app(store)).with_graceful_shutdown(shutdown).await.map_err(RunError::Serve)?;
+    tracing::info!("the query API is not part of this build yet");
+    let served = axum::serve(listener, command_api::app(store)).with_graceful_shutdown(shutdown).await;
+    // The projector finishes the batch in hand, then the store's writer drains as the last handle drops.
+    let _ = stop.send(true);
+    if let Some(task) = projector {
+        let _ = task.await;
+    }
+    drop(opened);
+    served.map_err(RunError::Serve)?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -91,9 +160,16 @@ mod tests {
     #[test]
     fn no_configuration_means_embedded_on_3000_and_3001() {
         let s = Settings::from_env(&Env::from_pairs(&[])).unwrap();
+        assert_eq!(s.read_model_url, "sqlite://./data/readmodel.db?mode=rwc");
         assert_eq!(s.command_api_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(s.query_api_addr.to_string(), "127.0.0.1:3001");
         assert!(matches!(s.store, StoreSettings::Embedded { .. }));
+    }
+
+    #[test]
+    fn a_read_model_url_must_name_a_supported_database() {
+        let err = Settings::from_env(&Env::from_pairs(&[("READ_MODEL_URL", "oracle://x")])).unwrap_err();
+        assert!(err.to_string().starts_with("READ_MODEL_URL=\"oracle://x\" is invalid"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the system (the default). Configured by environment variables; see the README.
     Serve,
+    /// Apply the read model's migrations to READ_MODEL_URL (the runner also does this at start).
+    Migrate,
     /// Load-test POST /orders on the embedded store from this process against a server in another one, and
     /// measure raw SQLite inserts of the same rows as the ceiling.
     Bench(orders::bench::BenchArgs),
@@ -37,6 +39,12 @@ fn main() -> ExitCode {
             Command::Serve => {
                 let settings = orders::Settings::from_env(&Env::process())?;
                 orders::run(settings, orders::shutdown_signal()).await.map_err(anyhow::Error::from)
+            }
+            Command::Migrate => {
+                let settings = orders::Settings::from_env(&Env::process())?;
+                let model = orders::migrate(&settings).await?;
+                println!("read model migrated ({})", model.dialect().name());
+                Ok(())
             }
             Command::Bench(args) => orders::bench::run(args).await,
         }

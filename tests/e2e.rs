@@ -161,6 +161,71 @@ async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
     let first = lines[0].as_m().expect("of maps");
     assert_eq!(first["itemid"].as_s().unwrap(), "z3333");
     assert_eq!(first["quantity"].as_n().unwrap(), "6");
-    assert!(!cwd.path().join("data").exists(), "nothing embedded was created");
+    assert!(!cwd.path().join("data/orders.db").exists(), "the embedded write store was not used");
+    interrupt(running);
+}
+
+/// Polls the read model until `ready` holds, failing after `within`. Returns how long it took.
+async fn await_read_model(
+    model: &projector::ReadModel,
+    within: Duration,
+    ready: impl Fn(&projector::Snapshot) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let snap = model.snapshot().await.expect("read model readable");
+        if ready(&snap) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "read model did not catch up within {within:?}: {snap:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn orders_posted_to_the_running_system_reach_the_read_model_within_a_second() {
+    let cwd = tempfile::tempdir().unwrap();
+    let running = start(cwd.path(), &[]);
+    let model =
+        projector::ReadModel::connect(&format!("sqlite://{}?mode=ro", cwd.path().join("data/readmodel.db").display()))
+            .unwrap();
+    let item = |s: &str| domain::ItemId::parse(s).unwrap();
+    let client = reqwest::Client::new();
+
+    let (status, _, _) = post(&running.url, EARLIER).await;
+    assert_eq!(status, 201);
+    let took = await_read_model(&model, Duration::from_secs(1), |s| {
+        s.items.get(&item("z3333")).is_some_and(|t| t.quantity == 6)
+    })
+    .await;
+    eprintln!("first order visible in the read model after {took:?}");
+
+    post(&running.url, r#"{"orderId":"6120","items":[{"itemid":"z3333","quantity":4,"unitPrice":"1.25"}]}"#).await;
+    let amend = client
+        .put(format!("{}/orders/6119", running.url))
+        .header("content-type", "application/json")
+        .header("if-match", "\"1\"")
+        .body(r#"{"items":[{"itemid":"z3333","quantity":1}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(amend.status(), 200);
+    await_read_model(&model, Duration::from_secs(1), |s| {
+        s.items.get(&item("z3333")).is_some_and(|t| t.quantity == 5 && t.revenue.to_string() == "5" && t.orders == 2)
+            && !s.items.contains_key(&item("z4444"))
+    })
+    .await;
+
+    let cancel = client.post(format!("{}/orders/6120/cancel", running.url)).send().await.unwrap();
+    assert_eq!(cancel.status(), 200);
+    let delete = client.delete(format!("{}/orders/6119", running.url)).send().await.unwrap();
+    assert_eq!(delete.status(), 204);
+    await_read_model(&model, Duration::from_secs(1), |s| {
+        s.items.is_empty() && s.orders.len() == 1 && s.tombstones.len() == 1
+    })
+    .await;
+    let snap = model.snapshot().await.unwrap();
+    assert_eq!(snap.orders.values().next().unwrap().status, domain::OrderStatus::Cancelled);
+    assert_eq!(snap.positions["embedded"].0.as_str(), "5", "five changes, projected in order");
     interrupt(running);
 }

@@ -93,6 +93,11 @@ impl StoreSettings {
     }
 
     pub async fn open(&self) -> Result<Arc<dyn OrderStore>, ConfigError> {
+        Ok(self.open_typed().await?.store())
+    }
+
+    /// The store with its concrete type, for callers that also need its change feed (the local runner).
+    pub async fn open_typed(&self) -> Result<Opened, ConfigError> {
         match self {
             StoreSettings::Embedded { data_dir } => {
                 std::fs::create_dir_all(data_dir)
@@ -101,7 +106,7 @@ impl StoreSettings {
                     EmbeddedStore::open(&data_dir.join("orders.db"), EmbeddedOptions::default()).map_err(|e| {
                         ConfigError::Open(format!("cannot open the embedded store in {}: {e}", data_dir.display()))
                     })?;
-                Ok(Arc::new(store))
+                Ok(Opened::Embedded(Arc::new(store)))
             }
             StoreSettings::DynamoDb { table } => {
                 let config = aws_config::load_from_env().await;
@@ -111,8 +116,25 @@ impl StoreSettings {
                         hint: "ORDERS_STORE=dynamodb needs a region",
                     });
                 }
-                Ok(Arc::new(DynamoDbStore::new(crate::store::dynamodb::client(&config), table.clone())))
+                Ok(Opened::DynamoDb(Arc::new(DynamoDbStore::new(
+                    crate::store::dynamodb::client(&config),
+                    table.clone(),
+                ))))
             }
+        }
+    }
+}
+
+pub enum Opened {
+    Embedded(Arc<EmbeddedStore>),
+    DynamoDb(Arc<DynamoDbStore>),
+}
+
+impl Opened {
+    pub fn store(&self) -> Arc<dyn OrderStore> {
+        match self {
+            Opened::Embedded(s) => s.clone(),
+            Opened::DynamoDb(s) => s.clone(),
         }
     }
 }

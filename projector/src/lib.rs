@@ -1,11 +1,12 @@
 //! The projector: turns the write model's changes (DynamoDB Streams, or the embedded change log) into the
 //! relational read model on PostgreSQL, MySQL or SQLite.
 //!
-//! Built so far: the read model and its batch writer (`read_model`), exact and idempotent on every backend. The
-//! feeds that drive it (Lambda handler, embedded tail, DynamoDB Streams poller) and `orders rebuild` are still to
-//! come (issue 3); nothing runs the projector yet.
+//! Built so far: the read model and its batch writer (`read_model`), exact and idempotent on every backend; the
+//! batch rule every input shares and the embedded tail (`feed`), which the local runner drives. The Lambda
+//! handler, the DynamoDB Streams poller and `orders rebuild` are still to come (issue 3).
 
 pub mod dialect;
+pub mod feed;
 pub mod read_model;
 
 pub use dialect::Dialect;

@@ -661,6 +661,24 @@ impl ReadModel {
         Ok(())
     }
 
+    /// The last applied position of `source` and the time of that change.
+    pub async fn position(&self, source: &str) -> Result<Option<(Sequence, DateTime<Utc>)>> {
+        let d = self.dialect;
+        let sql = format!(
+            "SELECT sequence, {} FROM projection_positions WHERE source = {}",
+            d.time_out("last_changed_at"),
+            d.param(1, Col::Text)
+        );
+        let mut conn = self.pool.acquire().await?;
+        let rows = Stmt::new(sql).text(source).fetch(&mut conn).await?;
+        rows.first()
+            .map(|r| {
+                let seq = get_text(r, 0)?;
+                Ok((Sequence::parse(&seq).ok_or_else(|| corrupt(format!("sequence {seq:?}")))?, get_time(r, 1)?))
+            })
+            .transpose()
+    }
+
     /// The whole read model, decoded.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let d = self.dialect;

@@ -73,6 +73,7 @@ enum Job {
 }
 
 pub struct EmbeddedStore {
+    committed: Arc<tokio::sync::Notify>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
@@ -231,7 +232,8 @@ enum Outcome {
     Execute(oneshot::Sender<Result<Executed, StoreError>>, Result<Executed, StoreError>),
 }
 
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+/// Commits one batch; true when something may have been appended to the change log.
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> bool {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -245,7 +247,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
                     Job::Execute { reply, .. } => drop(reply.send(Err(err()))),
                 }
             }
-            return;
+            return false;
         }
     };
     for job in batch {
@@ -263,6 +265,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
         tracing::error!(error = %e, "embedded store: commit failed; the batch was rolled back");
         e
     });
+    let committed = commit_error.is_none();
     for outcome in outcomes {
         let fail = |e: &rusqlite::Error| StoreError::Unavailable(format!("commit failed: {e}"));
         match outcome {
@@ -276,6 +279,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
             })),
         }
     }
+    committed
 }
 
 fn classify_begin(e: &rusqlite::Error, reason: &str) -> StoreError {
@@ -285,7 +289,7 @@ fn classify_begin(e: &rusqlite::Error, reason: &str) -> StoreError {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, committed: &tokio::sync::Notify) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -295,7 +299,9 @@ fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, batch);
+        if commit_batch(&mut conn, batch) {
+            committed.notify_waiters();
+        }
     }
 }
 
@@ -305,11 +311,14 @@ impl EmbeddedStore {
         let conn = connect(path, &options)?;
         migrate(&conn)?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let committed = Arc::new(tokio::sync::Notify::new());
+        let notify = committed.clone();
         let writer = std::thread::Builder::new()
             .name("embedded-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &notify))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(EmbeddedStore {
+            committed,
             jobs: Some(tx),
             writer: Some(writer),
             readers: Arc::new(Readers { path: path.to_owned(), options, idle: Mutex::new(Vec::new()) }),
@@ -349,6 +358,11 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+
+    /// Woken after every commit, so a tail of the change log need not poll hard.
+    pub fn committed(&self) -> Arc<tokio::sync::Notify> {
+        self.committed.clone()
     }
 
     /// The change log after `after` (exclusive), oldest first, at most `limit` changes: the embedded change feed.
