@@ -2,12 +2,14 @@
 //! relational read model on PostgreSQL, MySQL or SQLite.
 //!
 //! Built so far: the read model and its batch writer (`read_model`), exact and idempotent on every backend; the
-//! batch rule every input shares and the embedded tail (`feed`), which the local runner drives. The Lambda
-//! handler, the DynamoDB Streams poller and `orders rebuild` are still to come (issue 3).
+//! batch rule every input shares and the embedded tail (`feed`), which the local runner drives; the Lambda
+//! handler for DynamoDB Streams events (`stream`). The DynamoDB Streams poller and `orders rebuild` are still to
+//! come (issue 3).
 
 pub mod dialect;
 pub mod feed;
 pub mod read_model;
+pub mod stream;
 
 pub use dialect::Dialect;
 pub use read_model::{Applied, ProjectionError, ReadModel, Snapshot};

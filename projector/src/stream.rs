@@ -1,0 +1,100 @@
+//! DynamoDB Streams records, as Lambda delivers them, into `OrderChange`s, and the Lambda handler around the shared
+//! batch rule. Each record is parsed on its own, so one malformed record is reported by its sequence number instead
+//! of failing the event as a whole; none is skipped.
+
+use std::collections::HashMap;
+
+use aws_lambda_events::event::dynamodb::EventRecord;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use domain::change::Sequence;
+use domain::image::{self, Attr};
+use domain::{ChangeKind, Order, OrderChange, Position};
+use serde_dynamo::AttributeValue;
+use serde_json::Value;
+
+use crate::feed::{self, Decoded};
+use crate::read_model::ReadModel;
+
+/// The feed name used when a record does not say which stream it came from.
+pub const DEFAULT_SOURCE: &str = "dynamodb";
+
+fn attr(a: &AttributeValue) -> Attr {
+    match a {
+        AttributeValue::S(s) => Attr::S(s.clone()),
+        AttributeValue::N(n) => Attr::N(n.clone()),
+        AttributeValue::L(l) => Attr::L(l.iter().map(attr).collect()),
+        AttributeValue::M(m) => Attr::M(m.iter().map(|(k, v)| (k.clone(), attr(v))).collect()),
+        AttributeValue::Bool(b) => Attr::Bool(*b),
+        AttributeValue::Null(_) => Attr::Null,
+        _ => Attr::Other("binary or set"),
+    }
+}
+
+fn order(image: &HashMap<String, AttributeValue>, which: &str) -> Result<Option<Order>, String> {
+    if image.is_empty() {
+        return Ok(None);
+    }
+    let item: image::Item = image.iter().map(|(k, v)| (k.clone(), attr(v))).collect();
+    image::from_item(&item).map(|(o, _)| Some(o)).map_err(|e| format!("{which}: {e}"))
+}
+
+/// One Lambda stream record as a change of an order.
+pub fn decode(record: &EventRecord) -> Result<OrderChange, String> {
+    let kind =
+        ChangeKind::parse(&record.event_name).ok_or_else(|| format!("unknown eventName {:?}", record.event_name))?;
+    let change = &record.change;
+    let before = order(change.old_image.inner(), "OldImage")?;
+    let after = order(change.new_image.inner(), "NewImage")?;
+    let sequence = change
+        .sequence_number
+        .as_deref()
+        .and_then(Sequence::parse)
+        .ok_or_else(|| format!("SequenceNumber missing or not a number: {:?}", change.sequence_number))?;
+    let source = record.event_source_arn.clone().unwrap_or_else(|| DEFAULT_SOURCE.to_owned());
+    let decoded =
+        OrderChange::new(kind, before, after, Position { source, sequence }, change.approximate_creation_date_time)
+            .map_err(|e| e.to_string())?;
+    match change.keys.inner().get(image::KEY) {
+        Some(AttributeValue::S(key)) if key == decoded.order_id().as_str() => Ok(decoded),
+        other => Err(format!("Keys.orderId {other:?} does not match the image's order {}", decoded.order_id())),
+    }
+}
+
+/// `eventID` and `dynamodb.SequenceNumber` of a raw record, for reporting even when the rest does not parse.
+fn identity(raw: &Value) -> (String, Option<String>) {
+    let event_id = raw.get("eventID").and_then(Value::as_str).unwrap_or("<no eventID>").to_owned();
+    let sequence = raw.get("dynamodb").and_then(|d| d.get("SequenceNumber")).and_then(Value::as_str).map(str::to_owned);
+    (event_id, sequence)
+}
+
+fn decode_raw(raw: &Value) -> Decoded {
+    let record: EventRecord = serde_json::from_value(raw.clone()).map_err(|e| format!("not a stream record: {e}"))?;
+    decode(&record)
+}
+
+/// The handler: applies the event's records in order and names the first one that did not take effect in
+/// `batchItemFailures` (ReportBatchItemFailures), so Lambda retries from there. An error (the whole batch is
+/// retried) only when that record has no sequence number to name.
+pub async fn handle(model: &ReadModel, event: &Value) -> Result<DynamoDbEventResponse, String> {
+    let records = event.get("Records").and_then(Value::as_array).ok_or("not a DynamoDB Streams event: no Records")?;
+    let identities: Vec<(String, Option<String>)> = records.iter().map(identity).collect();
+    let outcome = feed::project(model, records.iter().map(decode_raw).collect()).await;
+    let mut response = DynamoDbEventResponse::default();
+    tracing::info!(
+        received = records.len(),
+        applied = outcome.applied.applied,
+        failed = outcome.failure.is_some(),
+        "stream batch"
+    );
+    if let Some((index, reason)) = outcome.failure {
+        let (event_id, sequence) = &identities[index];
+        tracing::error!(%event_id, sequence = ?sequence, index, %reason, "record not applied; reported for retry");
+        let Some(sequence) = sequence.clone() else {
+            return Err(format!("record {event_id} failed ({reason}) and has no SequenceNumber to report"));
+        };
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(sequence);
+        response.batch_item_failures.push(failure);
+    }
+    Ok(response)
+}
