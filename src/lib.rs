@@ -124,6 +124,95 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     Ok(())
 }
 
+/// Which change feed `orders project` follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// The embedded store's change log in DATA_DIR.
+    Embedded,
+    /// The stream of ORDERS_TABLE (ORDERS_STORE=dynamodb), read with GetShardIterator / GetRecords.
+    Dynamodb,
+}
+
+/// Runs only the projector from `source` into the read model: until `shutdown`, or with `once` until it has
+/// caught up.
+pub async fn project(
+    settings: Settings,
+    source: Source,
+    once: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let model = Arc::new(migrate(&settings).await?);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    match (source, &settings.store) {
+        (Source::Dynamodb, StoreSettings::DynamoDb { table }) => {
+            let config = aws_config::load_from_env().await;
+            let poller = projector::poller::Poller::new(&config, table.clone(), model);
+            if once {
+                let pass = poller.catch_up().await.map_err(|e| RunError::ReadModel(e.to_string()))?;
+                println!("projected {} stream records ({} applied)", pass.records, pass.applied);
+            } else {
+                poller.run(stopped).await;
+            }
+        }
+        (Source::Embedded, StoreSettings::Embedded { .. }) => {
+            let Opened::Embedded(store) = settings.store.open_typed().await? else {
+                return Err(RunError::ReadModel("ORDERS_STORE=embedded did not open the embedded store".into()));
+            };
+            if once {
+                let mut after = model
+                    .position(command_api::store::embedded::SOURCE)
+                    .await
+                    .map_err(|e| RunError::ReadModel(e.to_string()))?
+                    .and_then(|(seq, _)| seq.as_str().parse::<u64>().ok())
+                    .unwrap_or(0);
+                let mut total = 0;
+                loop {
+                    let batch =
+                        store.changes_after(after, 1_000).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
+                    let Some(last) = batch.last() else { break };
+                    after = last.position().sequence.as_str().parse().unwrap_or(after);
+                    model.apply(&batch).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
+                    total += batch.len();
+                }
+                println!("projected {total} changes from the embedded change log");
+            } else {
+                let feed = store.clone();
+                projector::feed::tail_embedded(
+                    model,
+                    command_api::store::embedded::SOURCE,
+                    move |after, limit| {
+                        let feed = feed.clone();
+                        async move { feed.changes_after(after, limit).await.map_err(|e| e.to_string()) }
+                    },
+                    store.committed(),
+                    stopped,
+                )
+                .await;
+            }
+        }
+        (Source::Dynamodb, _) => {
+            return Err(ConfigError::Missing {
+                name: "ORDERS_STORE",
+                hint: "--source dynamodb reads the stream of ORDERS_TABLE: set ORDERS_STORE=dynamodb and ORDERS_TABLE",
+            }
+            .into());
+        }
+        (Source::Embedded, _) => {
+            return Err(ConfigError::Invalid {
+                name: "ORDERS_STORE",
+                value: "dynamodb".into(),
+                reason: "--source embedded reads the embedded store: unset ORDERS_STORE or set it to embedded".into(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -19,6 +19,14 @@ enum Command {
     Serve,
     /// Apply the read model's migrations to READ_MODEL_URL (the runner also does this at start).
     Migrate,
+    /// Run only the projector: follow a change feed into READ_MODEL_URL until Ctrl-C.
+    Project {
+        #[arg(long, value_enum)]
+        source: orders::Source,
+        /// Stop once caught up instead of following.
+        #[arg(long)]
+        once: bool,
+    },
     /// Load-test POST /orders on the embedded store from this process against a server in another one, and
     /// measure raw SQLite inserts of the same rows as the ceiling.
     Bench(orders::bench::BenchArgs),
@@ -45,6 +53,10 @@ fn main() -> ExitCode {
                 let model = orders::migrate(&settings).await?;
                 println!("read model migrated ({})", model.dialect().name());
                 Ok(())
+            }
+            Command::Project { source, once } => {
+                let settings = orders::Settings::from_env(&Env::process())?;
+                orders::project(settings, source, once, orders::shutdown_signal()).await.map_err(anyhow::Error::from)
             }
             Command::Bench(args) => orders::bench::run(args).await,
         }

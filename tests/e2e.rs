@@ -163,6 +163,26 @@ async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
     assert_eq!(first["quantity"].as_n().unwrap(), "6");
     assert!(!cwd.path().join("data/orders.db").exists(), "the embedded write store was not used");
     interrupt(running);
+
+    // The stream poller projects what the API wrote.
+    let env = [
+        ("ORDERS_STORE", "dynamodb"),
+        ("ORDERS_TABLE", table.as_str()),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let out = command(cwd.path(), &env).args(["project", "--source", "dynamodb", "--once"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "projected 1 stream records (1 applied)");
+    let model =
+        projector::ReadModel::connect(&format!("sqlite://{}?mode=ro", cwd.path().join("data/readmodel.db").display()))
+            .unwrap();
+    let snap = model.snapshot().await.unwrap();
+    assert_eq!(snap.items[&domain::ItemId::parse("z3333").unwrap()].quantity, 6);
+    let out = command(cwd.path(), &env).args(["project", "--source", "dynamodb", "--once"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "projected 0 stream records (0 applied)", "it resumes");
 }
 
 /// Polls the read model until `ready` holds, failing after `within`. Returns how long it took.

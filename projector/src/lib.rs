@@ -3,11 +3,11 @@
 //!
 //! Built so far: the read model and its batch writer (`read_model`), exact and idempotent on every backend; the
 //! batch rule every input shares and the embedded tail (`feed`), which the local runner drives; the Lambda
-//! handler for DynamoDB Streams events (`stream`). The DynamoDB Streams poller and `orders rebuild` are still to
-//! come (issue 3).
+//! handler for DynamoDB Streams events (`stream`); the DynamoDB Streams poller (`poller`).
 
 pub mod dialect;
 pub mod feed;
+pub mod poller;
 pub mod read_model;
 pub mod stream;
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use chrono::{DateTime, Utc};
 use domain::change::Sequence;
 use domain::image::{self, Attr};
 use domain::{ChangeKind, Order, OrderChange, Position};
@@ -30,34 +31,59 @@ fn attr(a: &AttributeValue) -> Attr {
     }
 }
 
-fn order(image: &HashMap<String, AttributeValue>, which: &str) -> Result<Option<Order>, String> {
+fn item(image: &HashMap<String, AttributeValue>) -> image::Item {
+    image.iter().map(|(k, v)| (k.clone(), attr(v))).collect()
+}
+
+/// The parts of a stream record, whichever SDK delivered it, in the domain's attribute type.
+pub struct RawRecord<'a> {
+    pub event_name: &'a str,
+    pub keys: image::Item,
+    pub old_image: image::Item,
+    pub new_image: image::Item,
+    pub sequence_number: Option<&'a str>,
+    pub approximate_creation: DateTime<Utc>,
+    pub source: String,
+}
+
+fn order(image: &image::Item, which: &str) -> Result<Option<Order>, String> {
     if image.is_empty() {
         return Ok(None);
     }
-    let item: image::Item = image.iter().map(|(k, v)| (k.clone(), attr(v))).collect();
-    image::from_item(&item).map(|(o, _)| Some(o)).map_err(|e| format!("{which}: {e}"))
+    image::from_item(image).map(|(o, _)| Some(o)).map_err(|e| format!("{which}: {e}"))
+}
+
+/// A stream record as a change of an order: kind, images (in `domain::image`'s shape), position, and a key that
+/// names the same order as the images.
+pub fn decode_parts(r: RawRecord<'_>) -> Result<OrderChange, String> {
+    let kind = ChangeKind::parse(r.event_name).ok_or_else(|| format!("unknown eventName {:?}", r.event_name))?;
+    let before = order(&r.old_image, "OldImage")?;
+    let after = order(&r.new_image, "NewImage")?;
+    let sequence = r
+        .sequence_number
+        .and_then(Sequence::parse)
+        .ok_or_else(|| format!("SequenceNumber missing or not a number: {:?}", r.sequence_number))?;
+    let decoded =
+        OrderChange::new(kind, before, after, Position { source: r.source, sequence }, r.approximate_creation)
+            .map_err(|e| e.to_string())?;
+    match r.keys.get(image::KEY) {
+        Some(Attr::S(key)) if key == decoded.order_id().as_str() => Ok(decoded),
+        other => Err(format!("Keys.orderId {other:?} does not match the image's order {}", decoded.order_id())),
+    }
 }
 
 /// One Lambda stream record as a change of an order.
 pub fn decode(record: &EventRecord) -> Result<OrderChange, String> {
-    let kind =
-        ChangeKind::parse(&record.event_name).ok_or_else(|| format!("unknown eventName {:?}", record.event_name))?;
     let change = &record.change;
-    let before = order(change.old_image.inner(), "OldImage")?;
-    let after = order(change.new_image.inner(), "NewImage")?;
-    let sequence = change
-        .sequence_number
-        .as_deref()
-        .and_then(Sequence::parse)
-        .ok_or_else(|| format!("SequenceNumber missing or not a number: {:?}", change.sequence_number))?;
-    let source = record.event_source_arn.clone().unwrap_or_else(|| DEFAULT_SOURCE.to_owned());
-    let decoded =
-        OrderChange::new(kind, before, after, Position { source, sequence }, change.approximate_creation_date_time)
-            .map_err(|e| e.to_string())?;
-    match change.keys.inner().get(image::KEY) {
-        Some(AttributeValue::S(key)) if key == decoded.order_id().as_str() => Ok(decoded),
-        other => Err(format!("Keys.orderId {other:?} does not match the image's order {}", decoded.order_id())),
-    }
+    decode_parts(RawRecord {
+        event_name: &record.event_name,
+        keys: item(change.keys.inner()),
+        old_image: item(change.old_image.inner()),
+        new_image: item(change.new_image.inner()),
+        sequence_number: change.sequence_number.as_deref(),
+        approximate_creation: change.approximate_creation_date_time,
+        source: record.event_source_arn.clone().unwrap_or_else(|| DEFAULT_SOURCE.to_owned()),
+    })
 }
 
 /// `eventID` and `dynamodb.SequenceNumber` of a raw record, for reporting even when the rest does not parse.

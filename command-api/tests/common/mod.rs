@@ -5,11 +5,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamAttr, ShardIteratorType};
-use chrono::{DateTime, Utc};
-use domain::change::Sequence;
-use domain::image::{Attr, Item};
-use domain::{ChangeKind, OrderChange, Position};
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use chrono::Utc;
+use domain::OrderChange;
 
 /// The moto server to test against. Missing is a failure, not a skip: the suite must run everywhere.
 pub fn moto_endpoint() -> String {
@@ -50,22 +48,6 @@ pub fn unique_table(prefix: &str) -> String {
     format!("{prefix}-{}-{}-{}", std::process::id(), Utc::now().timestamp_millis(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-fn attr(a: &StreamAttr) -> Attr {
-    match a {
-        StreamAttr::S(s) => Attr::S(s.clone()),
-        StreamAttr::N(n) => Attr::N(n.clone()),
-        StreamAttr::L(l) => Attr::L(l.iter().map(attr).collect()),
-        StreamAttr::M(m) => Attr::M(m.iter().map(|(k, v)| (k.clone(), attr(v))).collect()),
-        StreamAttr::Bool(b) => Attr::Bool(*b),
-        StreamAttr::Null(_) => Attr::Null,
-        _ => Attr::Other("unsupported"),
-    }
-}
-
-fn item(m: &std::collections::HashMap<String, StreamAttr>) -> Item {
-    m.iter().map(|(k, v)| (k.clone(), attr(v))).collect()
-}
-
 /// Every record on the table's stream so far, decoded into the domain's change type.
 pub async fn stream_changes(config: &aws_config::SdkConfig, table: &str) -> Vec<OrderChange> {
     let ddb = aws_sdk_dynamodb::Client::new(config);
@@ -100,19 +82,7 @@ pub async fn stream_changes(config: &aws_config::SdkConfig, table: &str) -> Vec<
                 break;
             }
             for r in records {
-                let kind = ChangeKind::parse(r.event_name.as_ref().unwrap().as_str()).unwrap();
-                let d = r.dynamodb.unwrap();
-                let before = d.old_image.as_ref().map(|m| domain::image::from_item(&item(m)).unwrap().0);
-                let after = d.new_image.as_ref().map(|m| domain::image::from_item(&item(m)).unwrap().0);
-                let at = d
-                    .approximate_creation_date_time
-                    .map(|t| DateTime::from_timestamp(t.secs(), 0).unwrap())
-                    .unwrap_or_else(Utc::now);
-                let position = Position {
-                    source: shard_id.clone(),
-                    sequence: Sequence::parse(d.sequence_number.as_deref().unwrap()).unwrap(),
-                };
-                out.push(OrderChange::new(kind, before, after, position, at).unwrap());
+                out.push(projector::poller::decode_record(&shard_id, &r).expect("the store writes decodable records"));
             }
             iterator = page.next_shard_iterator;
         }
