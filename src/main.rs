@@ -19,6 +19,8 @@ enum Command {
     Serve,
     /// Apply the read model's migrations to READ_MODEL_URL (the runner also does this at start).
     Migrate,
+    /// Re-project the whole read model from the write model into an empty READ_MODEL_URL.
+    Rebuild,
     /// Run only the projector: follow a change feed into READ_MODEL_URL until Ctrl-C.
     Project {
         #[arg(long, value_enum)]
@@ -57,6 +59,12 @@ fn main() -> ExitCode {
             Command::Project { source, once } => {
                 let settings = orders::Settings::from_env(&Env::process())?;
                 orders::project(settings, source, once, orders::shutdown_signal()).await.map_err(anyhow::Error::from)
+            }
+            Command::Rebuild => {
+                let settings = orders::Settings::from_env(&Env::process())?;
+                let count = orders::rebuild(settings).await?;
+                println!("rebuilt the read model from {count} orders");
+                Ok(())
             }
             Command::Bench(args) => orders::bench::run(args).await,
         }

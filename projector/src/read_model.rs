@@ -661,6 +661,19 @@ impl ReadModel {
         Ok(())
     }
 
+    /// True when nothing was ever projected (no orders, tombstones or positions).
+    pub async fn is_empty(&self) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        for table in ["orders", "order_tombstones", "projection_positions"] {
+            let rows = Stmt::new(format!("SELECT COUNT(*) FROM {table}")).fetch(&mut conn).await?;
+            let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+            if n > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The last applied position of `source` and the time of that change.
     pub async fn position(&self, source: &str) -> Result<Option<(Sequence, DateTime<Utc>)>> {
         let d = self.dialect;

@@ -164,6 +164,29 @@ impl DynamoDbStore {
         }
     }
 
+    /// One page of a consistent Scan of the table: its orders, and where the next page starts (None at the end).
+    pub async fn scan_page(
+        &self,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<(Vec<Order>, Option<HashMap<String, AttributeValue>>), StoreError> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| classify("Scan", e))?;
+        let orders = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|raw| image::from_item(&item_from_aws(raw)).map(|(o, _)| o))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((orders, out.last_evaluated_key.filter(|k| !k.is_empty())))
+    }
+
     /// Creates the orders table as the template does (on-demand, stream with both images). For tests and local
     /// use against moto or DynamoDB Local; in AWS the stack owns the table.
     pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
