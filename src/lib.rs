@@ -2,6 +2,7 @@
 //! Each part is chosen by configuration (the same variables the Lambdas read); see the README's table.
 
 pub mod bench;
+pub mod bench_projector;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -29,9 +29,18 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Load-test POST /orders on the embedded store from this process against a server in another one, and
-    /// measure raw SQLite inserts of the same rows as the ceiling.
-    Bench(orders::bench::BenchArgs),
+    /// Benchmarks, each printed next to its baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// POST /orders on the embedded store, load from this process against a server in another one, next to raw
+    /// SQLite inserts of the same rows.
+    Post(orders::bench::BenchArgs),
+    /// Projection into PostgreSQL and MariaDB, next to one-INSERT-per-line and PostgreSQL COPY.
+    Projector(orders::bench_projector::ProjectorArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,7 +75,8 @@ fn main() -> ExitCode {
                 println!("rebuilt the read model from {count} orders");
                 Ok(())
             }
-            Command::Bench(args) => orders::bench::run(args).await,
+            Command::Bench(Bench::Post(args)) => orders::bench::run(args).await,
+            Command::Bench(Bench::Projector(args)) => orders::bench_projector::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,215 @@
+//! `orders bench projector`: order lines/s into PostgreSQL and MariaDB for (a) this projector, batches of 1,000
+//! stream records; (b) what the earlier version did: one record at a time, one INSERT per line, autocommit; and
+//! (c) PostgreSQL COPY of the same lines into a bare table. All in one run, on fresh databases.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{Duration, TimeZone, Utc};
+use domain::change::Sequence;
+use domain::{
+    ChangeKind, ItemId, Lines, Order, OrderChange, OrderId, OrderLine, OrderStatus, Position, Quantity, UnitPrice,
+    Version,
+};
+use projector::ReadModel;
+use rust_decimal::Decimal;
+use sqlx::{AnyConnection, Connection, Executor};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProjectorArgs {
+    /// Orders to project with this projector (about 3 lines each).
+    #[arg(long, default_value_t = 100_000)]
+    pub orders: usize,
+    /// Orders for the one-INSERT-per-line baseline (it is slow; its rate is what is compared).
+    #[arg(long, default_value_t = 10_000)]
+    pub baseline_orders: usize,
+    /// Stream records per projector batch.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    #[arg(long, env = "TEST_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub postgres: String,
+    #[arg(long, env = "TEST_MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306")]
+    pub mysql: String,
+}
+
+/// Deterministic orders: ~3 lines (1-5) over 5,000 items, dates over 36 months, 60 % of lines priced.
+pub fn orders(count: usize) -> anyhow::Result<Vec<Order>> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let start = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).single().context("date")?;
+    let created = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().context("date")?;
+    (0..count)
+        .map(|i| {
+            let n = 1 + (next() % 5) as usize;
+            let base = next() % 5_000;
+            let lines = (0..n)
+                .map(|j| {
+                    Ok(OrderLine {
+                        itemid: ItemId::parse(&format!("item-{}", (base + j as u64 * 997) % 5_000))?,
+                        quantity: Quantity::new(1 + (next() % 20) as u32).context("quantity")?,
+                        unit_price: (next() % 10 < 6)
+                            .then(|| UnitPrice::new(Decimal::new((next() % 100_000) as i64, 2)))
+                            .transpose()
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let at = created + Duration::milliseconds(i as i64);
+            Ok(Order {
+                order_id: OrderId::parse(&format!("bench-{i}"))?,
+                items: Lines::new(lines)?,
+                status: OrderStatus::Created,
+                order_date: start + Duration::minutes((next() % (36 * 30 * 24 * 60)) as i64),
+                version: Version::FIRST,
+                created_at: at,
+                updated_at: at,
+            })
+        })
+        .collect()
+}
+
+fn inserts(orders: &[Order]) -> anyhow::Result<Vec<OrderChange>> {
+    orders
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let position = Position { source: "bench".into(), sequence: Sequence::from(i as u64 + 1) };
+            OrderChange::new(ChangeKind::Insert, None, Some(o.clone()), position, o.created_at).map_err(Into::into)
+        })
+        .collect()
+}
+
+async fn fresh_database(base: &str, admin_db: &str, name: &str) -> anyhow::Result<String> {
+    let admin = format!("{base}/{admin_db}");
+    let mut conn = AnyConnection::connect(&admin).await.with_context(|| format!("cannot reach {admin}"))?;
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await?;
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+    Ok(format!("{base}/{name}"))
+}
+
+fn lines(orders: &[Order]) -> usize {
+    orders.iter().map(|o| o.items.as_slice().len()).sum()
+}
+
+/// (a): this projector, `batch` records per transaction.
+async fn projector_rate(url: &str, changes: &[OrderChange], batch: usize, line_count: usize) -> anyhow::Result<f64> {
+    let model = ReadModel::connect(url)?;
+    model.migrate().await?;
+    let start = Instant::now();
+    for chunk in changes.chunks(batch) {
+        model.apply(chunk).await?;
+    }
+    let rate = line_count as f64 / start.elapsed().as_secs_f64();
+    model.pool().close().await;
+    Ok(rate)
+}
+
+/// (b): the earlier version: per record an INSERT for the order and one per line, each its own autocommit.
+async fn baseline_rate(url: &str, orders: &[Order], mysql: bool) -> anyhow::Result<f64> {
+    let mut conn = AnyConnection::connect(url).await?;
+    conn.execute(
+        "CREATE TABLE legacy_orders (orderid VARCHAR(64) PRIMARY KEY, orderstatus VARCHAR(16), orderdate VARCHAR(32))",
+    )
+    .await?;
+    conn.execute(
+        "CREATE TABLE legacy_orderitems (id VARCHAR(40) PRIMARY KEY, orderid VARCHAR(64), itemid VARCHAR(64), quantity INTEGER)",
+    )
+    .await?;
+    let (o_sql, l_sql) = if mysql {
+        (
+            "INSERT INTO legacy_orders (orderid, orderstatus, orderdate) VALUES (?, ?, ?)",
+            "INSERT INTO legacy_orderitems (id, orderid, itemid, quantity) VALUES (?, ?, ?, ?)",
+        )
+    } else {
+        (
+            "INSERT INTO legacy_orders (orderid, orderstatus, orderdate) VALUES ($1, $2, $3)",
+            "INSERT INTO legacy_orderitems (id, orderid, itemid, quantity) VALUES ($1, $2, $3, $4)",
+        )
+    };
+    let start = Instant::now();
+    let mut n = 0u64;
+    for o in orders {
+        let date = domain::order::format_time(&o.order_date);
+        sqlx::query(o_sql).bind(o.order_id.as_str()).bind("PENDING").bind(date.as_str()).execute(&mut conn).await?;
+        for l in o.items.as_slice() {
+            n += 1;
+            // The earlier version keyed lines with a random id; a counter costs the database the same.
+            let key = format!("{:040}", n);
+            sqlx::query(l_sql)
+                .bind(key.as_str())
+                .bind(o.order_id.as_str())
+                .bind(l.itemid.as_str())
+                .bind(i64::from(l.quantity.get()))
+                .execute(&mut conn)
+                .await?;
+        }
+    }
+    Ok(lines(orders) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// (c): PostgreSQL COPY of the same lines into a bare table.
+async fn copy_rate(url: &str, orders: &[Order]) -> anyhow::Result<f64> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    conn.execute(
+        "CREATE TABLE copy_lines (orderid VARCHAR(64), itemid VARCHAR(64), quantity INTEGER, unitprice NUMERIC(19,4))",
+    )
+    .await?;
+    let mut text = String::with_capacity(lines(orders) * 40);
+    for o in orders {
+        for l in o.items.as_slice() {
+            let price = l.unit_price.map(|p| p.get().to_string()).unwrap_or_else(|| "\\N".into());
+            text.push_str(&format!("{}\t{}\t{}\t{}\n", o.order_id, l.itemid, l.quantity.get(), price));
+        }
+    }
+    let start = Instant::now();
+    let mut copy = conn.copy_in_raw("COPY copy_lines FROM STDIN").await?;
+    copy.send(text.as_bytes()).await?;
+    copy.finish().await?;
+    Ok(lines(orders) as f64 / start.elapsed().as_secs_f64())
+}
+
+pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
+    sqlx::any::install_default_drivers();
+    let all = orders(args.orders)?;
+    let changes = inserts(&all)?;
+    let baseline = &all[..args.baseline_orders.min(all.len())];
+    let total_lines = lines(&all);
+    println!(
+        "projector: {} orders, {} lines, {} records per batch; baseline over the first {} orders ({} lines)",
+        all.len(),
+        total_lines,
+        args.batch,
+        baseline.len(),
+        lines(baseline)
+    );
+    let name = format!("bench_projector_{}", std::process::id());
+    let mut met = true;
+    for (label, base, admin, mysql) in
+        [("PostgreSQL", &args.postgres, "postgres", false), ("MariaDB", &args.mysql, "test", true)]
+    {
+        let a = projector_rate(&fresh_database(base, admin, &name).await?, &changes, args.batch, total_lines).await?;
+        let b = baseline_rate(&fresh_database(base, admin, &name).await?, baseline, mysql).await?;
+        println!("{label}:");
+        println!("  (a) this projector             {a:>10.0} lines/s");
+        println!("  (b) one INSERT per line        {b:>10.0} lines/s   (a)/(b) = {:.1}x  (goal >= 20x)", a / b);
+        met &= a / b >= 20.0;
+        if !mysql {
+            let c = copy_rate(&fresh_database(base, admin, &name).await?, &all).await?;
+            println!(
+                "  (c) COPY into a bare table     {c:>10.0} lines/s   (a)/(c) = {:.0} %  (goal >= 30 %)",
+                100.0 * a / c
+            );
+            met &= a / c >= 0.3;
+        }
+        let admin_url = format!("{base}/{admin}");
+        let mut conn = AnyConnection::connect(&admin_url).await?;
+        conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await?;
+    }
+    println!("goals: {}", if met { "met" } else { "NOT met" });
+    Ok(())
+}
