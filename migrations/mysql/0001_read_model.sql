@@ -18,8 +18,7 @@ CREATE TABLE orderitems (
     quantity  INT NOT NULL CHECK (quantity BETWEEN 1 AND 1000000),
     unitprice DECIMAL(19, 4) CHECK (unitprice >= 0),
     PRIMARY KEY (orderid, itemid),
-    KEY orderitems_itemid (itemid),
-    CONSTRAINT orderitems_order FOREIGN KEY (orderid) REFERENCES orders (orderid) ON DELETE CASCADE
+    KEY orderitems_itemid (itemid)
 ) ENGINE = InnoDB;
 
 CREATE TABLE order_tombstones (

@@ -14,7 +14,7 @@ CREATE TABLE orders (
 ) WITHOUT ROWID;
 
 CREATE TABLE orderitems (
-    orderid   TEXT    NOT NULL REFERENCES orders (orderid) ON DELETE CASCADE,
+    orderid   TEXT    NOT NULL,
     itemid    TEXT    NOT NULL,
     quantity  INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 1000000),
     unitprice TEXT,

@@ -16,7 +16,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr};
 
-use crate::dialect::{Col, Dialect};
+use crate::dialect::{Col, Dialect, RowSet, Val};
 
 /// Rows per multi-row statement: at most 8 columns x 2,000 rows = 16,000 parameters, inside every backend's limit
 /// (SQLite 32,766; PostgreSQL and MySQL 65,535). Fewer, larger statements are what make a batch cheap.
@@ -367,6 +367,23 @@ impl ReadModel {
         Ok(())
     }
 
+    /// Sends `rows` as one multi-row INSERT (`VALUES`, or `UNNEST` arrays on PostgreSQL).
+    async fn insert(&self, conn: &mut AnyConnection, rows: RowSet, head: &str, tail: &str) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (sql, args) = rows.statement(self.dialect, head, tail);
+        args.into_iter()
+            .fold(Stmt::new(sql), |s, v| match v {
+                Val::Text(t) => s.text(t),
+                Val::Int(i) => s.int(i),
+                Val::Null => s.opt_text(None),
+            })
+            .run(conn)
+            .await?;
+        Ok(())
+    }
+
     async fn write_orders(
         &self,
         conn: &mut AnyConnection,
@@ -388,90 +405,81 @@ impl ReadModel {
         // Lines are replaced wholesale: an order's lines are whatever its newest state says.
         self.delete_in(conn, "orderitems", &touched_ids).await?;
         let stamp = d.time_value(&now);
-        const ORDER_COLS: [Col; 8] =
-            [Col::Text, Col::Text, Col::Time, Col::Text, Col::Int, Col::Time, Col::Time, Col::Time];
+        let time = |at: &DateTime<Utc>| Val::Text(d.time_value(at));
         for chunk in live.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO orders (orderid, orderstatus, orderdate, sale_month, version, created_at, updated_at, projected_at) VALUES {} {}",
-                d.rows(chunk.len(), &ORDER_COLS),
-                d.upsert(
-                    &["orderid"],
-                    &["orderstatus", "orderdate", "sale_month", "version", "created_at", "updated_at", "projected_at"]
-                )
-            );
-            let mut s = Stmt::new(sql);
+            let mut rows =
+                RowSet::new(&[Col::Text, Col::Text, Col::Time, Col::Text, Col::Int, Col::Time, Col::Time, Col::Time]);
             for o in chunk {
-                s = s
-                    .text(o.order_id.as_str())
-                    .text(o.status.as_str())
-                    .text(d.time_value(&o.order_date))
-                    .text(SaleMonth::of(o.order_date).as_str())
-                    .int(int(o.version.get()))
-                    .text(d.time_value(&o.created_at))
-                    .text(d.time_value(&o.updated_at))
-                    .text(stamp.clone());
+                rows.push(vec![
+                    Val::Text(o.order_id.to_string()),
+                    Val::Text(o.status.as_str().to_owned()),
+                    time(&o.order_date),
+                    Val::Text(SaleMonth::of(o.order_date).as_str().to_owned()),
+                    Val::Int(int(o.version.get())),
+                    time(&o.created_at),
+                    time(&o.updated_at),
+                    Val::Text(stamp.clone()),
+                ]);
             }
-            s.run(conn).await?;
+            let head = "INSERT INTO orders (orderid, orderstatus, orderdate, sale_month, version, created_at, updated_at, projected_at)";
+            let tail = d.upsert(
+                &["orderid"],
+                &["orderstatus", "orderdate", "sale_month", "version", "created_at", "updated_at", "projected_at"],
+            );
+            self.insert(conn, rows, head, &tail).await?;
         }
         let all_lines: Vec<(&OrderId, &OrderLine)> =
             live.iter().flat_map(|o| o.items.as_slice().iter().map(move |l| (&o.order_id, l))).collect();
         for chunk in all_lines.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO orderitems (orderid, itemid, quantity, unitprice) VALUES {}",
-                d.rows(chunk.len(), &[Col::Text, Col::Text, Col::Int, Col::Decimal])
-            );
-            let mut s = Stmt::new(sql);
+            let mut rows = RowSet::new(&[Col::Text, Col::Text, Col::Int, Col::Decimal]);
             for (id, l) in chunk {
-                s = s
-                    .text(id.as_str())
-                    .text(l.itemid.as_str())
-                    .int(i64::from(l.quantity.get()))
-                    .opt_text(l.unit_price.map(|p| p.get().to_string()));
+                rows.push(vec![
+                    Val::Text(id.to_string()),
+                    Val::Text(l.itemid.to_string()),
+                    Val::Int(i64::from(l.quantity.get())),
+                    l.unit_price.map(|p| Val::Text(p.get().to_string())).unwrap_or(Val::Null),
+                ]);
             }
-            s.run(conn).await?;
+            self.insert(conn, rows, "INSERT INTO orderitems (orderid, itemid, quantity, unitprice)", "").await?;
         }
         let live_ids: Vec<&OrderId> = live.iter().map(|o| &o.order_id).collect();
         self.delete_in(conn, "order_tombstones", &live_ids).await?;
         let removed_ids: Vec<&OrderId> = removed.iter().map(|(id, _)| *id).collect();
         self.delete_in(conn, "orders", &removed_ids).await?;
         for chunk in removed.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO order_tombstones (orderid, created_at, version, removed_at) VALUES {} {}",
-                d.rows(chunk.len(), &[Col::Text, Col::Time, Col::Int, Col::Time]),
-                d.upsert(&["orderid"], &["created_at", "version", "removed_at"])
-            );
-            let mut s = Stmt::new(sql);
+            let mut rows = RowSet::new(&[Col::Text, Col::Time, Col::Int, Col::Time]);
             for (id, rev) in chunk {
-                s = s
-                    .text(id.as_str())
-                    .text(d.time_value(&rev.created_at))
-                    .int(int(rev.version.get()))
-                    .text(stamp.clone());
+                rows.push(vec![
+                    Val::Text(id.to_string()),
+                    time(&rev.created_at),
+                    Val::Int(int(rev.version.get())),
+                    Val::Text(stamp.clone()),
+                ]);
             }
-            s.run(conn).await?;
+            let tail = d.upsert(&["orderid"], &["created_at", "version", "removed_at"]);
+            self.insert(conn, rows, "INSERT INTO order_tombstones (orderid, created_at, version, removed_at)", &tail)
+                .await?;
         }
         Ok(())
     }
 
     /// Read-modify-write of the per-item totals: rows are created if missing, locked in key order, recomputed
-    /// here with exact decimals, then written back (or deleted when no order counts any more).
+    /// here with exact decimals, then written back; items no order counts any more are deleted.
     async fn write_item_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
         let d = self.dialect;
         let items: Vec<&ItemId> = deltas.items.keys().collect();
         if items.is_empty() {
             return Ok(());
         }
+        const COLS: [Col; 5] = [Col::Text, Col::Int, Col::Decimal, Col::Int, Col::Time];
+        const HEAD: &str = "INSERT INTO item_sales (itemid, totalordered, totalrevenue, ordercount, lastorderdate)";
         let mut current: BTreeMap<ItemId, ItemTotals> = BTreeMap::new();
         for chunk in items.chunks(CHUNK) {
-            let ensure = format!(
-                "INSERT INTO item_sales (itemid, totalordered, totalrevenue, ordercount, lastorderdate) VALUES {} {}",
-                (0..chunk.len())
-                    .map(|i| format!("({}, 0, '0', 0, NULL)", d.param(i + 1, Col::Text)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                d.skip_existing(&["itemid"])
-            );
-            chunk.iter().fold(Stmt::new(ensure), |s, i| s.text(i.as_str())).run(conn).await?;
+            let mut zeros = RowSet::new(&COLS);
+            for i in chunk {
+                zeros.push(vec![Val::Text(i.to_string()), Val::Int(0), Val::Text("0".into()), Val::Int(0), Val::Null]);
+            }
+            self.insert(conn, zeros, HEAD, &d.skip_existing(&["itemid"])).await?;
             let select = format!(
                 "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales WHERE itemid IN {} ORDER BY itemid{}",
                 d.decimal_out("totalrevenue"),
@@ -505,8 +513,8 @@ impl ReadModel {
                 recomputed.insert(item_id(&get_text(&r, 0)?)?, get_time(&r, 1)?);
             }
         }
-        let mut keep: Vec<(&ItemId, ItemTotals)> = Vec::new();
-        let mut drop: Vec<&ItemId> = Vec::new();
+        let mut rows = RowSet::new(&COLS);
+        let mut emptied = false;
         for (item, delta) in &deltas.items {
             let old = current.get(item).ok_or_else(|| corrupt(format!("item_sales row for {item} vanished")))?;
             let new = ItemTotals {
@@ -522,102 +530,61 @@ impl ReadModel {
             if new.orders < 0 || new.quantity < 0 || (new.orders == 0) != (new.quantity == 0) {
                 return Err(corrupt(format!("item {item} would reach {new:?}")));
             }
-            if new.orders == 0 {
-                drop.push(item);
-            } else {
-                keep.push((item, new));
-            }
+            emptied |= new.orders == 0;
+            rows.push(vec![
+                Val::Text(item.to_string()),
+                Val::Int(new.quantity),
+                Val::Text(new.revenue.normalize().to_string()),
+                Val::Int(new.orders),
+                new.last_order_date.map(|at| Val::Text(d.time_value(&at))).unwrap_or(Val::Null),
+            ]);
         }
-        for chunk in drop.chunks(CHUNK) {
-            let sql = format!("DELETE FROM item_sales WHERE itemid IN {}", self.in_list(1, chunk.len()));
-            chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
-        }
-        for chunk in keep.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO item_sales (itemid, totalordered, totalrevenue, ordercount, lastorderdate) VALUES {} {}",
-                d.rows(chunk.len(), &[Col::Text, Col::Int, Col::Decimal, Col::Int, Col::Time]),
-                d.upsert(&["itemid"], &["totalordered", "totalrevenue", "ordercount", "lastorderdate"])
-            );
-            let mut s = Stmt::new(sql);
-            for (item, t) in chunk {
-                s = s
-                    .text(item.as_str())
-                    .int(t.quantity)
-                    .text(t.revenue.normalize().to_string())
-                    .int(t.orders)
-                    .opt_text(t.last_order_date.map(|at| d.time_value(&at)));
-            }
-            s.run(conn).await?;
-        }
-        Ok(())
-    }
-
-    async fn write_month_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
-        let d = self.dialect;
-        if deltas.months.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<&(ItemId, SaleMonth)> = deltas.months.keys().collect();
-        // Rows are found and locked by item (the key's prefix, an index range on every backend); composite
-        // `(a, b) IN (...)` lists are not planned as index lookups by PostgreSQL.
-        let items: Vec<&ItemId> = keys.iter().map(|(i, _)| i).collect::<BTreeSet<_>>().into_iter().collect();
-        for chunk in keys.chunks(CHUNK) {
-            let ensure = format!(
-                "INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered) VALUES {} {}",
-                (0..chunk.len())
-                    .map(|i| format!("({}, {}, 0)", d.param(2 * i + 1, Col::Text), d.param(2 * i + 2, Col::Text)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                d.skip_existing(&["itemid", "sale_month"])
-            );
-            chunk.iter().fold(Stmt::new(ensure), |s, (i, m)| s.text(i.as_str()).text(m.as_str())).run(conn).await?;
-        }
-        let mut current: BTreeMap<(ItemId, SaleMonth), i64> = BTreeMap::new();
-        for chunk in items.chunks(CHUNK) {
-            let select = format!(
-                "SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales WHERE itemid IN {} \
-                 ORDER BY itemid, sale_month{}",
-                self.in_list(1, chunk.len()),
-                d.for_update()
-            );
-            for r in chunk.iter().fold(Stmt::new(select), |s, i| s.text(i.as_str())).fetch(conn).await? {
-                let month = SaleMonth::parse(get_text(&r, 1)?.trim()).ok_or_else(|| corrupt("sale month"))?;
-                let key = (item_id(&get_text(&r, 0)?)?, month);
-                if deltas.months.contains_key(&key) {
-                    current.insert(key, r.try_get(2)?);
-                }
-            }
-        }
-        let mut rows = Vec::with_capacity(deltas.months.len());
-        for (key, delta) in &deltas.months {
-            let old =
-                current.get(key).ok_or_else(|| corrupt(format!("item_monthly_sales row for {key:?} vanished")))?;
-            match old + delta {
-                n if n < 0 => return Err(corrupt(format!("{key:?} would reach {n}"))),
-                n => rows.push((key, n)),
-            }
-        }
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered) VALUES {} {}",
-                d.rows(chunk.len(), &[Col::Text, Col::Text, Col::Int]),
-                d.upsert(&["itemid", "sale_month"], &["monthlyordered"])
-            );
-            let mut s = Stmt::new(sql);
-            for ((item, month), n) in chunk {
-                s = s.text(item.as_str()).text(month.as_str()).int(*n);
-            }
-            s.run(conn).await?;
-        }
-        // Months nothing counts in any more are removed, as a GROUP BY would not show them.
-        if rows.iter().any(|(_, n)| *n == 0) {
+        let tail = d.upsert(&["itemid"], &["totalordered", "totalrevenue", "ordercount", "lastorderdate"]);
+        self.insert(conn, rows, HEAD, &tail).await?;
+        if emptied {
             for chunk in items.chunks(CHUNK) {
                 let sql = format!(
-                    "DELETE FROM item_monthly_sales WHERE itemid IN {} AND monthlyordered = 0",
+                    "DELETE FROM item_sales WHERE itemid IN {} AND ordercount = 0",
                     self.in_list(1, chunk.len())
                 );
                 chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Month totals are integers: each delta is added by an atomic upsert (no read, no lock beyond the rows
+    /// written). Where a total shrank it is checked afterwards; a negative one fails the batch. (A CHECK constraint
+    /// cannot do this: databases test it on the proposed row, the delta itself, before resolving the conflict.)
+    async fn write_month_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
+        let d = self.dialect;
+        let months: Vec<(&(ItemId, SaleMonth), &i64)> = deltas.months.iter().collect();
+        for chunk in months.chunks(CHUNK) {
+            let mut rows = RowSet::new(&[Col::Text, Col::Text, Col::Int]);
+            for ((item, month), delta) in chunk {
+                rows.push(vec![Val::Text(item.to_string()), Val::Text(month.as_str().to_owned()), Val::Int(**delta)]);
+            }
+            let tail = d.increment("item_monthly_sales", &["itemid", "sale_month"], "monthlyordered");
+            self.insert(conn, rows, "INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered)", &tail)
+                .await?;
+        }
+        // Months nothing counts in any more are removed, as a GROUP BY would not show them.
+        let shrunk: Vec<&ItemId> =
+            months.iter().filter(|(_, q)| **q < 0).map(|((i, _), _)| i).collect::<BTreeSet<_>>().into_iter().collect();
+        for chunk in shrunk.chunks(CHUNK) {
+            let check = format!(
+                "SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales WHERE itemid IN {} AND monthlyordered < 0",
+                self.in_list(1, chunk.len())
+            );
+            if let Some(r) = chunk.iter().fold(Stmt::new(check), |s, i| s.text(i.as_str())).fetch(conn).await?.first() {
+                let n: i64 = r.try_get(2)?;
+                return Err(corrupt(format!("{} {} would reach {n}", get_text(r, 0)?, get_text(r, 1)?)));
+            }
+            let sql = format!(
+                "DELETE FROM item_monthly_sales WHERE itemid IN {} AND monthlyordered = 0",
+                self.in_list(1, chunk.len())
+            );
+            chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
         }
         Ok(())
     }
@@ -648,29 +615,25 @@ impl ReadModel {
             let seq = get_text(&r, 1)?;
             stored.insert(get_text(&r, 0)?, Sequence::parse(&seq).ok_or_else(|| corrupt(format!("sequence {seq:?}")))?);
         }
-        let forward: Vec<&OrderChange> = newest
-            .into_iter()
-            .filter(|(src, c)| stored.get(*src).is_none_or(|s| c.position().sequence > *s))
-            .map(|(_, c)| c)
-            .collect();
-        if forward.is_empty() {
-            return Ok(());
+        let mut rows = RowSet::new(&[Col::Text, Col::Text, Col::Time, Col::Time]);
+        for (src, c) in newest {
+            if stored.get(src).is_none_or(|s| c.position().sequence > *s) {
+                rows.push(vec![
+                    Val::Text(src.to_owned()),
+                    Val::Text(c.position().sequence.as_str().to_owned()),
+                    Val::Text(d.time_value(&c.changed_at())),
+                    Val::Text(d.time_value(&now)),
+                ]);
+            }
         }
-        let sql = format!(
-            "INSERT INTO projection_positions (source, sequence, last_changed_at, applied_at) VALUES {} {}",
-            d.rows(forward.len(), &[Col::Text, Col::Text, Col::Time, Col::Time]),
-            d.upsert(&["source"], &["sequence", "last_changed_at", "applied_at"])
-        );
-        let mut s = Stmt::new(sql);
-        for c in forward {
-            s = s
-                .text(c.position().source.as_str())
-                .text(c.position().sequence.as_str())
-                .text(d.time_value(&c.changed_at()))
-                .text(d.time_value(&now));
-        }
-        s.run(conn).await?;
-        Ok(())
+        let tail = d.upsert(&["source"], &["sequence", "last_changed_at", "applied_at"]);
+        self.insert(
+            conn,
+            rows,
+            "INSERT INTO projection_positions (source, sequence, last_changed_at, applied_at)",
+            &tail,
+        )
+        .await
     }
 
     /// True when nothing was ever projected (no orders, tombstones or positions).
