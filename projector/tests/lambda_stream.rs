@@ -105,8 +105,8 @@ async fn records_that_are_not_stream_records_are_reported_not_skipped() {
 }
 
 /// A TCP proxy that forwards to `upstream` until `budget` client bytes have passed in all, then cuts every
-/// connection: a database that goes away part-way through a batch.
-async fn cutting_proxy(upstream: std::net::SocketAddr, budget: usize) -> std::net::SocketAddr {
+/// connection: a database that goes away part-way through a batch. Raising the budget brings it back.
+async fn cutting_proxy(upstream: std::net::SocketAddr, budget: Arc<AtomicUsize>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
@@ -114,6 +114,7 @@ async fn cutting_proxy(upstream: std::net::SocketAddr, budget: usize) -> std::ne
         loop {
             let Ok((mut client, _)) = listener.accept().await else { return };
             let sent = sent.clone();
+            let budget = budget.clone();
             tokio::spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
@@ -123,7 +124,7 @@ async fn cutting_proxy(upstream: std::net::SocketAddr, budget: usize) -> std::ne
                     let mut buf = [0u8; 4096];
                     loop {
                         let n = cr.read(&mut buf).await.unwrap_or(0);
-                        if n == 0 || sent.fetch_add(n, Ordering::SeqCst) + n > budget {
+                        if n == 0 || sent.fetch_add(n, Ordering::SeqCst) + n > budget.load(Ordering::SeqCst) {
                             return;
                         }
                         if sw.write_all(&buf[..n]).await.is_err() {
@@ -185,7 +186,8 @@ async fn given_the_database_fails_part_way_then_the_first_record_is_reported_not
     };
     // For 300 orders the loads and the line DELETE send ~24 KB and the orders upsert ~60 KB more: a 40 KB budget
     // cuts the connection inside the transaction, after its first writes. (With no budget the batch succeeds.)
-    let proxy = cutting_proxy(pg_addr, 40_000).await;
+    let budget = Arc::new(AtomicUsize::new(40_000));
+    let proxy = cutting_proxy(pg_addr, budget.clone()).await;
     let via_proxy = ReadModel::connect(&url.replace(&pg_addr.to_string(), &proxy.to_string())).unwrap();
 
     let batch = big_batch(300);
@@ -193,8 +195,10 @@ async fn given_the_database_fails_part_way_then_the_first_record_is_reported_not
     assert_eq!(failures(&r), ["200000000000000000000"], "the first record is reported: nothing was applied");
     assert_eq!(direct.snapshot().await.unwrap(), Snapshot::default(), "no partial batch is visible");
 
-    // Lambda retries from the reported record, the database is back: the result is as if nothing had failed.
-    let r = projector::stream::handle(&direct, &batch).await.unwrap();
+    // Lambda retries from the reported record, the database is back, and the same pool (one per Lambda
+    // container) replaces its broken connection: the result is as if nothing had failed.
+    budget.store(usize::MAX, Ordering::SeqCst);
+    let r = projector::stream::handle(&via_proxy, &batch).await.unwrap();
     assert!(failures(&r).is_empty());
     let snap = direct.snapshot().await.unwrap();
     assert_eq!(snap.orders.len(), 300);
