@@ -80,21 +80,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let projector = match &opened {
         Opened::Embedded(embedded) => {
-            let feed = embedded.clone();
             tracing::info!(
                 read_model = model.dialect().name(),
                 "projecting the embedded change log into the read model"
             );
-            Some(tokio::spawn(projector::feed::tail_embedded(
-                model.clone(),
-                command_api::store::embedded::SOURCE,
-                move |after, limit| {
-                    let feed = feed.clone();
-                    async move { feed.changes_after(after, limit).await.map_err(|e| e.to_string()) }
-                },
-                embedded.committed(),
-                stopped,
-            )))
+            Some(tokio::spawn(tail_embedded(model.clone(), embedded.clone(), stopped)))
         }
         Opened::DynamoDb(_) => {
             tracing::warn!(
@@ -123,6 +113,26 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     served.map_err(RunError::Serve)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Follows the embedded store's change log into `model` until `stop` turns true.
+async fn tail_embedded(
+    model: Arc<ReadModel>,
+    store: Arc<command_api::store::embedded::EmbeddedStore>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let committed = store.committed();
+    projector::feed::tail_embedded(
+        model,
+        command_api::store::embedded::SOURCE,
+        move |after, limit| {
+            let store = store.clone();
+            async move { store.changes_after(after, limit).await.map_err(|e| e.to_string()) }
+        },
+        committed,
+        stop,
+    )
+    .await;
 }
 
 /// Which change feed `orders project` follows.
@@ -181,18 +191,7 @@ pub async fn project(
                 }
                 println!("projected {total} changes from the embedded change log");
             } else {
-                let feed = store.clone();
-                projector::feed::tail_embedded(
-                    model,
-                    command_api::store::embedded::SOURCE,
-                    move |after, limit| {
-                        let feed = feed.clone();
-                        async move { feed.changes_after(after, limit).await.map_err(|e| e.to_string()) }
-                    },
-                    store.committed(),
-                    stopped,
-                )
-                .await;
+                tail_embedded(model, store, stopped).await;
             }
         }
         (Source::Dynamodb, _) => {

@@ -217,28 +217,12 @@ impl Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::change::Position;
-    use crate::testkit::{History, Rng};
-    use crate::{ChangeKind, parse_create};
+    use crate::ChangeKind;
+    use crate::testkit::{History, Rng, at, order};
     use std::collections::BTreeSet;
 
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    fn order(json: &str, now: &str) -> Order {
-        parse_create(json.as_bytes(), at(now)).unwrap().into_order(at(now))
-    }
-
     fn change(kind: ChangeKind, before: Option<&Order>, after: Option<&Order>, seq: u64) -> OrderChange {
-        OrderChange::new(
-            kind,
-            before.cloned(),
-            after.cloned(),
-            Position { source: "t".into(), sequence: seq.into() },
-            at("2026-01-01T00:00:00Z"),
-        )
-        .unwrap()
+        crate::testkit::change(kind, before, after, "t", seq)
     }
 
     #[test]

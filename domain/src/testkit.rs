@@ -38,6 +38,22 @@ impl Rng {
     }
 }
 
+/// A UTC time from RFC 3339 text (tests only: panics on bad input).
+pub fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("an RFC 3339 time").with_timezone(&Utc)
+}
+
+/// The order a create body becomes when accepted at `now` (tests only: panics on an invalid body).
+pub fn order(json: &str, now: &str) -> Order {
+    crate::parse_create(json.as_bytes(), at(now)).expect("a valid create body").into_order(at(now))
+}
+
+/// A change at position `seq` of `source`.
+pub fn change(kind: ChangeKind, before: Option<&Order>, after: Option<&Order>, source: &str, seq: u64) -> OrderChange {
+    let position = Position { source: source.to_owned(), sequence: Sequence::from(seq) };
+    OrderChange::new(kind, before.cloned(), after.cloned(), position, at("2026-11-21T10:00:00Z")).expect("consistent")
+}
+
 /// A sequence of accepted commands on a few orders, the changes they produced (as a store's feed would carry
 /// them, positions increasing) and the write model's final state.
 pub struct History {

@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use chrono::{DateTime, Utc};
 use domain::projection::{SaleMonth, Totals};
-use domain::testkit::{History, Rng};
-use domain::{ChangeKind, ItemId, Lines, Order, OrderChange, OrderId, Position, parse_create};
+use domain::testkit::{History, Rng, at, order};
+use domain::{ChangeKind, ItemId, Lines, Order, OrderChange, OrderId};
 use projector::{Dialect, ReadModel};
 use sqlx::Executor;
 
@@ -83,23 +82,8 @@ impl Fresh {
     }
 }
 
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-fn order(json: &str, now: &str) -> Order {
-    parse_create(json.as_bytes(), at(now)).unwrap().into_order(at(now))
-}
-
 fn change(kind: ChangeKind, before: Option<&Order>, after: Option<&Order>, seq: u64) -> OrderChange {
-    OrderChange::new(
-        kind,
-        before.cloned(),
-        after.cloned(),
-        Position { source: "shard-1".into(), sequence: seq.into() },
-        at("2026-11-21T10:00:00Z"),
-    )
-    .unwrap()
+    domain::testkit::change(kind, before, after, "shard-1", seq)
 }
 
 fn canonical(o: &Order) -> Order {
