@@ -128,6 +128,32 @@ impl Dialect {
         }
     }
 
+    /// For backends with an exact decimal type: the upsert tail that adds an `item_sales` delta row to the stored
+    /// row (quantities, revenue and order count summed; the later last order date kept). SQLite has no exact
+    /// decimal arithmetic, so it has none and its item totals are read, recomputed and written back instead.
+    pub fn add_item_totals(self) -> Option<&'static str> {
+        match self {
+            Dialect::Postgres => Some(
+                "ON CONFLICT (itemid) DO UPDATE SET \
+                 totalordered = item_sales.totalordered + EXCLUDED.totalordered, \
+                 totalrevenue = item_sales.totalrevenue + EXCLUDED.totalrevenue, \
+                 ordercount = item_sales.ordercount + EXCLUDED.ordercount, \
+                 lastorderdate = GREATEST(item_sales.lastorderdate, EXCLUDED.lastorderdate)",
+            ),
+            // GREATEST is NULL if either side is; the CASE keeps whichever date exists.
+            Dialect::MySql => Some(
+                "ON DUPLICATE KEY UPDATE \
+                 totalordered = totalordered + VALUES(totalordered), \
+                 totalrevenue = totalrevenue + VALUES(totalrevenue), \
+                 ordercount = ordercount + VALUES(ordercount), \
+                 lastorderdate = CASE WHEN VALUES(lastorderdate) IS NULL THEN lastorderdate \
+                 WHEN lastorderdate IS NULL OR VALUES(lastorderdate) > lastorderdate THEN VALUES(lastorderdate) \
+                 ELSE lastorderdate END",
+            ),
+            Dialect::Sqlite => None,
+        }
+    }
+
     /// The clause that makes an INSERT skip rows whose key exists (never `INSERT IGNORE`, which hides other errors).
     pub fn skip_existing(self, keys: &[&str]) -> String {
         match self {

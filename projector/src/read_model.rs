@@ -66,6 +66,9 @@ fn corrupt(what: impl Into<String>) -> ProjectionError {
     ProjectionError::Corrupt(what.into())
 }
 
+const ITEM_COLS: [Col; 5] = [Col::Text, Col::Int, Col::Decimal, Col::Int, Col::Time];
+const ITEM_HEAD: &str = "INSERT INTO item_sales (itemid, totalordered, totalrevenue, ordercount, lastorderdate)";
+
 /// What one `apply` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -463,16 +466,76 @@ impl ReadModel {
         Ok(())
     }
 
-    /// Read-modify-write of the per-item totals: rows are created if missing, locked in key order, recomputed
-    /// here with exact decimals, then written back; items no order counts any more are deleted.
+    /// The per-item totals. Where the backend has exact decimals, each delta is added by one atomic upsert;
+    /// otherwise (SQLite, a single writer) rows are read, recomputed here with exact decimals and written back.
+    /// Either way, an item whose latest contribution went away gets its last order date recomputed from the lines,
+    /// and items no order counts any more are deleted.
     async fn write_item_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
-        let d = self.dialect;
-        let items: Vec<&ItemId> = deltas.items.keys().collect();
-        if items.is_empty() {
+        if deltas.items.is_empty() {
             return Ok(());
         }
-        const COLS: [Col; 5] = [Col::Text, Col::Int, Col::Decimal, Col::Int, Col::Time];
-        const HEAD: &str = "INSERT INTO item_sales (itemid, totalordered, totalrevenue, ordercount, lastorderdate)";
+        match self.dialect.add_item_totals() {
+            Some(tail) => self.add_item_totals(conn, deltas, tail).await,
+            None => self.rewrite_item_totals(conn, deltas).await,
+        }
+    }
+
+    async fn add_item_totals(&self, conn: &mut AnyConnection, deltas: &Deltas, tail: &str) -> Result<()> {
+        let d = self.dialect;
+        let entries: Vec<(&ItemId, &domain::projection::ItemDelta)> = deltas.items.iter().collect();
+        for chunk in entries.chunks(CHUNK) {
+            let mut rows = RowSet::new(&ITEM_COLS);
+            for (item, delta) in chunk {
+                rows.push(vec![
+                    Val::Text(item.to_string()),
+                    Val::Int(delta.quantity),
+                    Val::Text(delta.revenue.normalize().to_string()),
+                    Val::Int(delta.orders),
+                    delta.latest_added.map(|at| Val::Text(d.time_value(&at))).unwrap_or(Val::Null),
+                ]);
+            }
+            self.insert(conn, rows, ITEM_HEAD, tail).await?;
+        }
+        let recheck: Vec<&ItemId> = deltas.items.iter().filter(|(_, d)| d.recheck_last_date).map(|(i, _)| i).collect();
+        for chunk in recheck.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE item_sales SET lastorderdate = (SELECT MAX(o.orderdate) FROM orderitems i \
+                 JOIN orders o ON o.orderid = i.orderid WHERE i.itemid = item_sales.itemid AND o.orderstatus = 'created') \
+                 WHERE itemid IN {}",
+                self.in_list(1, chunk.len())
+            );
+            chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
+        }
+        // Only where a contribution went away can a total have shrunk, to zero or (corrupt) below.
+        if !recheck.is_empty() {
+            for chunk in recheck.chunks(CHUNK) {
+                let check = format!(
+                    "SELECT itemid, totalordered, ordercount FROM item_sales WHERE itemid IN {} \
+                     AND (ordercount < 0 OR totalordered < 0 OR (ordercount = 0 AND totalordered <> 0) \
+                     OR (ordercount <> 0 AND totalordered = 0))",
+                    self.in_list(1, chunk.len())
+                );
+                if let Some(r) =
+                    chunk.iter().fold(Stmt::new(check), |s, i| s.text(i.as_str())).fetch(conn).await?.first()
+                {
+                    let (q, n): (i64, i64) = (r.try_get(1)?, r.try_get(2)?);
+                    return Err(corrupt(format!("item {} would reach quantity {q} over {n} orders", get_text(r, 0)?)));
+                }
+                let sql = format!(
+                    "DELETE FROM item_sales WHERE itemid IN {} AND ordercount = 0",
+                    self.in_list(1, chunk.len())
+                );
+                chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn rewrite_item_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
+        let d = self.dialect;
+        let items: Vec<&ItemId> = deltas.items.keys().collect();
+        const COLS: [Col; 5] = ITEM_COLS;
+        const HEAD: &str = ITEM_HEAD;
         let mut current: BTreeMap<ItemId, ItemTotals> = BTreeMap::new();
         for chunk in items.chunks(CHUNK) {
             let mut zeros = RowSet::new(&COLS);
