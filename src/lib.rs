@@ -19,6 +19,8 @@ pub struct Settings {
     /// Validated now so that a typo fails start-up; served once the query API exists (issue 4).
     pub query_api_addr: SocketAddr,
     pub read_model_url: String,
+    /// `READ_MODEL_AUTH`: the URL's password (default) or RDS IAM tokens.
+    pub read_model_auth: projector::rds::Auth,
     /// Where local state lives (`DATA_DIR`): the embedded store and, by default, the SQLite read model.
     pub data_dir: PathBuf,
 }
@@ -42,6 +44,13 @@ impl Settings {
             command_api_addr: env.parse_or("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             query_api_addr: env.parse_or("QUERY_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3001)))?,
             read_model_url,
+            read_model_auth: projector::rds::Auth::parse(env.get("READ_MODEL_AUTH").as_deref()).map_err(|reason| {
+                ConfigError::Invalid {
+                    name: "READ_MODEL_AUTH",
+                    value: env.get("READ_MODEL_AUTH").unwrap_or_default(),
+                    reason,
+                }
+            })?,
             data_dir,
         })
     }
@@ -54,7 +63,9 @@ pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| RunError::ReadModel(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let model = ReadModel::connect(&settings.read_model_url).map_err(|e| RunError::ReadModel(e.to_string()))?;
+    let model = ReadModel::open(&settings.read_model_url, settings.read_model_auth)
+        .await
+        .map_err(|e| RunError::ReadModel(e.to_string()))?;
     model.migrate().await.map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_URL)")))?;
     Ok(model)
 }

@@ -108,6 +108,23 @@ fn a_missing_or_malformed_variable_fails_start_up_naming_it() {
         (vec![("QUERY_API_ADDR", "3001")], "QUERY_API_ADDR"),
         (vec![("ORDERS_STORE", "postgres")], "ORDERS_STORE"),
         (vec![("ORDERS_STORE", "dynamodb")], "ORDERS_TABLE"),
+        (vec![("READ_MODEL_AUTH", "kerberos")], "READ_MODEL_AUTH"),
+        (
+            vec![
+                ("READ_MODEL_AUTH", "iam"),
+                ("AWS_REGION", "eu-west-1"),
+                ("READ_MODEL_URL", "postgres://projector@127.0.0.1:1/orders"),
+            ],
+            "READ_MODEL_URL must require TLS",
+        ),
+        (
+            vec![
+                ("READ_MODEL_AUTH", "iam"),
+                ("AWS_REGION", "eu-west-1"),
+                ("READ_MODEL_URL", "mysql://projector@127.0.0.1:1/orders?ssl-mode=REQUIRED"),
+            ],
+            "not supported for MySQL yet",
+        ),
     ] {
         let out = command(cwd.path(), &env).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

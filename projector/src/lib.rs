@@ -8,6 +8,7 @@
 pub mod dialect;
 pub mod feed;
 pub mod poller;
+pub mod rds;
 pub mod read_model;
 pub mod stream;
 

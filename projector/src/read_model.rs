@@ -56,6 +56,8 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("read model migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("read model authentication: {0}")]
+    Auth(String),
     #[error("read model holds data the projection cannot explain: {0}")]
     Corrupt(String),
 }
@@ -208,6 +210,49 @@ impl ReadModel {
             Dialect::Postgres | Dialect::MySql => options.max_connections(4),
         };
         Ok(ReadModel { pool: options.connect_lazy(url)?, dialect })
+    }
+
+    /// The read model as configured: `url` with its own password, or with RDS IAM tokens from the process's AWS
+    /// credentials and region.
+    pub async fn open(url: &str, auth: crate::rds::Auth) -> Result<ReadModel> {
+        match auth {
+            crate::rds::Auth::Password => ReadModel::connect(url),
+            crate::rds::Auth::Iam => {
+                let config = aws_config::load_from_env().await;
+                let region = config
+                    .region()
+                    .map(|r| r.to_string())
+                    .ok_or_else(|| ProjectionError::Auth("READ_MODEL_AUTH=iam needs AWS_REGION".into()))?;
+                let credentials = config
+                    .credentials_provider()
+                    .ok_or_else(|| ProjectionError::Auth("READ_MODEL_AUTH=iam found no AWS credentials".into()))?;
+                ReadModel::connect_iam(url, crate::rds::IamAuth { region, credentials }).await
+            }
+        }
+    }
+
+    /// A pool for `url` whose password is an RDS IAM token (Aurora through RDS Proxy), replaced by a fresh one
+    /// every ten minutes for the connections the pool opens from then on.
+    pub async fn connect_iam(url: &str, iam: crate::rds::IamAuth) -> Result<ReadModel> {
+        let dialect = Dialect::from_url(url).ok_or_else(|| ProjectionError::UnsupportedUrl(url.to_owned()))?;
+        let base = url::Url::parse(url).map_err(|e| ProjectionError::Auth(format!("READ_MODEL_URL: {e}")))?;
+        crate::rds::check_url(&base, dialect).map_err(ProjectionError::Auth)?;
+        let first = crate::rds::url_with_token(&base, &iam).await.map_err(ProjectionError::Auth)?;
+        let model = ReadModel::connect(&first)?;
+        let pool = model.pool.clone();
+        tokio::spawn(async move {
+            while !pool.is_closed() {
+                tokio::time::sleep(crate::rds::REFRESH_EVERY).await;
+                match crate::rds::url_with_token(&base, &iam).await.and_then(|u| {
+                    <sqlx::any::AnyConnectOptions as std::str::FromStr>::from_str(&u).map_err(|e| e.to_string())
+                }) {
+                    Ok(options) => pool.set_connect_options(options),
+                    // The previous token stays valid for five more minutes; the next round tries again.
+                    Err(error) => tracing::error!(%error, "cannot refresh the RDS IAM token"),
+                }
+            }
+        });
+        Ok(model)
     }
 
     pub fn dialect(&self) -> Dialect {

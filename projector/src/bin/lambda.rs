@@ -15,7 +15,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let url = std::env::var("READ_MODEL_URL").map_err(|_| "READ_MODEL_URL is not set")?;
-    let model = ReadModel::connect(&url)?;
+    let auth = projector::rds::Auth::parse(std::env::var("READ_MODEL_AUTH").ok().as_deref())?;
+    let model = ReadModel::open(&url, auth).await?;
     let model = &model;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         projector::stream::handle(model, &event.payload).await
