@@ -35,11 +35,9 @@ pub async fn project(model: &ReadModel, records: Vec<Decoded>) -> BatchOutcome {
             }
         }
     }
+    // An empty prefix is applied as a no-op, so a failure here always belongs to the prefix's first record.
     match model.apply(&prefix).await {
         Ok(applied) => BatchOutcome { applied, failure: undecodable },
-        Err(e) if prefix.is_empty() => {
-            BatchOutcome { applied: Applied::default(), failure: undecodable.or(Some((0, e.to_string()))) }
-        }
         Err(e) => BatchOutcome { applied: Applied::default(), failure: Some((0, e.to_string())) },
     }
 }

@@ -106,6 +106,11 @@ impl Stmt {
         Stmt { sql, args: Vec::new() }
     }
 
+    /// `sql` with `values` bound as text parameters, in order.
+    fn with_texts<'a>(sql: String, values: impl IntoIterator<Item = &'a str>) -> Stmt {
+        values.into_iter().fold(Stmt::new(sql), |s, v| s.text(v))
+    }
+
     fn text(mut self, v: impl Into<String>) -> Stmt {
         self.args.push(Arg::Text(v.into()));
         self
@@ -313,7 +318,15 @@ impl ReadModel {
             Some(ids) => ids.chunks(CHUNK).collect(),
             None => vec![&[]],
         };
-        let mut orders: BTreeMap<OrderId, Order> = BTreeMap::new();
+        // Order rows without their lines yet.
+        struct Header {
+            status: OrderStatus,
+            order_date: DateTime<Utc>,
+            version: Version,
+            created_at: DateTime<Utc>,
+            updated_at: DateTime<Utc>,
+        }
+        let mut headers: BTreeMap<OrderId, Header> = BTreeMap::new();
         let mut lines: BTreeMap<OrderId, Vec<OrderLine>> = BTreeMap::new();
         let mut tombstones: BTreeMap<OrderId, Revision> = BTreeMap::new();
         for chunk in chunks {
@@ -321,7 +334,7 @@ impl ReadModel {
                 Some(_) => format!(" WHERE {col} IN {}", self.in_list(1, chunk.len())),
                 None => String::new(),
             };
-            let with_ids = |sql: String| chunk.iter().fold(Stmt::new(sql), |s, id| s.text(id.as_str()));
+            let with_ids = |sql: String| Stmt::with_texts(sql, chunk.iter().map(|id| id.as_str()));
             let rows = with_ids(format!(
                 "SELECT orderid, orderstatus, {}, version, {}, {} FROM orders{}",
                 d.time_out("orderdate"),
@@ -334,24 +347,14 @@ impl ReadModel {
             for r in rows {
                 let id = order_id(&get_text(&r, 0)?)?;
                 let status = OrderStatus::parse(&get_text(&r, 1)?).ok_or_else(|| corrupt("order status"))?;
-                let placeholder = Lines::new(vec![OrderLine {
-                    itemid: item_id("placeholder")?,
-                    quantity: Quantity::new(1).ok_or_else(|| corrupt("quantity"))?,
-                    unit_price: None,
-                }])
-                .map_err(|e| corrupt(e.to_string()))?;
-                orders.insert(
-                    id.clone(),
-                    Order {
-                        order_id: id,
-                        items: placeholder,
-                        status,
-                        order_date: get_time(&r, 2)?,
-                        version: version(r.try_get(3)?)?,
-                        created_at: get_time(&r, 4)?,
-                        updated_at: get_time(&r, 5)?,
-                    },
-                );
+                let header = Header {
+                    status,
+                    order_date: get_time(&r, 2)?,
+                    version: version(r.try_get(3)?)?,
+                    created_at: get_time(&r, 4)?,
+                    updated_at: get_time(&r, 5)?,
+                };
+                headers.insert(id, header);
             }
             let rows = with_ids(format!(
                 "SELECT orderid, itemid, quantity, {} FROM orderitems{} ORDER BY orderid, itemid",
@@ -392,9 +395,18 @@ impl ReadModel {
             }
         }
         let mut states = BTreeMap::new();
-        for (id, mut order) in orders {
+        for (id, h) in headers {
             let order_lines = lines.remove(&id).ok_or_else(|| corrupt(format!("order {id} has no lines")))?;
-            order.items = Lines::new(order_lines).map_err(|e| corrupt(format!("order {id}: {e}")))?;
+            let items = Lines::new(order_lines).map_err(|e| corrupt(format!("order {id}: {e}")))?;
+            let order = Order {
+                order_id: id.clone(),
+                items,
+                status: h.status,
+                order_date: h.order_date,
+                version: h.version,
+                created_at: h.created_at,
+                updated_at: h.updated_at,
+            };
             states.insert(id, Projected::Live(order));
         }
         for (id, revision) in tombstones {
@@ -410,7 +422,7 @@ impl ReadModel {
     async fn delete_in(&self, conn: &mut AnyConnection, table: &str, ids: &[&OrderId]) -> Result<()> {
         for chunk in ids.chunks(CHUNK) {
             let sql = format!("DELETE FROM {table} WHERE orderid IN {}", self.in_list(1, chunk.len()));
-            chunk.iter().fold(Stmt::new(sql), |s, id| s.text(id.as_str())).run(conn).await?;
+            Stmt::with_texts(sql, chunk.iter().map(|id| id.as_str())).run(conn).await?;
         }
         Ok(())
     }
@@ -549,7 +561,7 @@ impl ReadModel {
                  WHERE itemid IN {}",
                 self.in_list(1, chunk.len())
             );
-            chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
+            Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
         }
         // Only where a contribution went away can a total have shrunk, to zero or (corrupt) below.
         if !recheck.is_empty() {
@@ -560,9 +572,7 @@ impl ReadModel {
                      OR (ordercount <> 0 AND totalordered = 0))",
                     self.in_list(1, chunk.len())
                 );
-                if let Some(r) =
-                    chunk.iter().fold(Stmt::new(check), |s, i| s.text(i.as_str())).fetch(conn).await?.first()
-                {
+                if let Some(r) = Stmt::with_texts(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
                     let (q, n): (i64, i64) = (r.try_get(1)?, r.try_get(2)?);
                     return Err(corrupt(format!("item {} would reach quantity {q} over {n} orders", get_text(r, 0)?)));
                 }
@@ -570,7 +580,7 @@ impl ReadModel {
                     "DELETE FROM item_sales WHERE itemid IN {} AND ordercount = 0",
                     self.in_list(1, chunk.len())
                 );
-                chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
+                Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
             }
         }
         Ok(())
@@ -579,15 +589,13 @@ impl ReadModel {
     async fn rewrite_item_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
         let d = self.dialect;
         let items: Vec<&ItemId> = deltas.items.keys().collect();
-        const COLS: [Col; 5] = ITEM_COLS;
-        const HEAD: &str = ITEM_HEAD;
         let mut current: BTreeMap<ItemId, ItemTotals> = BTreeMap::new();
         for chunk in items.chunks(CHUNK) {
-            let mut zeros = RowSet::new(&COLS);
+            let mut zeros = RowSet::new(&ITEM_COLS);
             for i in chunk {
                 zeros.push(vec![Val::Text(i.to_string()), Val::Int(0), Val::Text("0".into()), Val::Int(0), Val::Null]);
             }
-            self.insert(conn, zeros, HEAD, &d.skip_existing(&["itemid"])).await?;
+            self.insert(conn, zeros, ITEM_HEAD, &d.skip_existing(&["itemid"])).await?;
             let select = format!(
                 "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales WHERE itemid IN {} ORDER BY itemid{}",
                 d.decimal_out("totalrevenue"),
@@ -595,7 +603,7 @@ impl ReadModel {
                 self.in_list(1, chunk.len()),
                 d.for_update()
             );
-            for r in chunk.iter().fold(Stmt::new(select), |s, i| s.text(i.as_str())).fetch(conn).await? {
+            for r in Stmt::with_texts(select, chunk.iter().map(|i| i.as_str())).fetch(conn).await? {
                 current.insert(
                     item_id(&get_text(&r, 0)?)?,
                     ItemTotals {
@@ -617,11 +625,11 @@ impl ReadModel {
                 d.time_out("MAX(o.orderdate)"),
                 self.in_list(1, chunk.len())
             );
-            for r in chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).fetch(conn).await? {
+            for r in Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).fetch(conn).await? {
                 recomputed.insert(item_id(&get_text(&r, 0)?)?, get_time(&r, 1)?);
             }
         }
-        let mut rows = RowSet::new(&COLS);
+        let mut rows = RowSet::new(&ITEM_COLS);
         let mut emptied = false;
         for (item, delta) in &deltas.items {
             let old = current.get(item).ok_or_else(|| corrupt(format!("item_sales row for {item} vanished")))?;
@@ -648,14 +656,14 @@ impl ReadModel {
             ]);
         }
         let tail = d.upsert(&["itemid"], &["totalordered", "totalrevenue", "ordercount", "lastorderdate"]);
-        self.insert(conn, rows, HEAD, &tail).await?;
+        self.insert(conn, rows, ITEM_HEAD, &tail).await?;
         if emptied {
             for chunk in items.chunks(CHUNK) {
                 let sql = format!(
                     "DELETE FROM item_sales WHERE itemid IN {} AND ordercount = 0",
                     self.in_list(1, chunk.len())
                 );
-                chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
+                Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
             }
         }
         Ok(())
@@ -684,7 +692,7 @@ impl ReadModel {
                 "SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales WHERE itemid IN {} AND monthlyordered < 0",
                 self.in_list(1, chunk.len())
             );
-            if let Some(r) = chunk.iter().fold(Stmt::new(check), |s, i| s.text(i.as_str())).fetch(conn).await?.first() {
+            if let Some(r) = Stmt::with_texts(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
                 let n: i64 = r.try_get(2)?;
                 return Err(corrupt(format!("{} {} would reach {n}", get_text(r, 0)?, get_text(r, 1)?)));
             }
@@ -692,7 +700,7 @@ impl ReadModel {
                 "DELETE FROM item_monthly_sales WHERE itemid IN {} AND monthlyordered = 0",
                 self.in_list(1, chunk.len())
             );
-            chunk.iter().fold(Stmt::new(sql), |s, i| s.text(i.as_str())).run(conn).await?;
+            Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
         }
         Ok(())
     }
@@ -719,7 +727,7 @@ impl ReadModel {
             d.for_update()
         );
         let mut stored: BTreeMap<String, Sequence> = BTreeMap::new();
-        for r in sources.iter().fold(Stmt::new(sql), |s, src| s.text(*src)).fetch(conn).await? {
+        for r in Stmt::with_texts(sql, sources.iter().copied()).fetch(conn).await? {
             let seq = get_text(&r, 1)?;
             stored.insert(get_text(&r, 0)?, Sequence::parse(&seq).ok_or_else(|| corrupt(format!("sequence {seq:?}")))?);
         }

@@ -240,8 +240,9 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> bool {
         Err(e) => {
             let reason = e.to_string();
             tracing::warn!(error = %reason, "embedded store: cannot begin a write transaction");
+            // Busy, locked or failing storage alike: nothing was written, the caller may retry.
+            let err = || StoreError::Unavailable(format!("cannot begin a write: {reason}"));
             for job in batch {
-                let err = || classify_begin(&e, &reason);
                 match job {
                     Job::Create { reply, .. } => drop(reply.send(Err(err()))),
                     Job::Execute { reply, .. } => drop(reply.send(Err(err()))),
@@ -280,13 +281,6 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> bool {
         }
     }
     committed
-}
-
-fn classify_begin(e: &rusqlite::Error, reason: &str) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(reason.to_owned()),
-        _ => StoreError::Unavailable(format!("cannot begin a write: {reason}")),
-    }
 }
 
 fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, committed: &tokio::sync::Notify) {
