@@ -2,7 +2,8 @@
 //! stream records; (b) what the earlier version did: one record at a time, one INSERT per line, autocommit; and
 //! (c) PostgreSQL COPY of the same lines into a bare table. All in one run, on fresh databases.
 
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::Context;
 use chrono::{Duration, TimeZone, Utc};
@@ -30,6 +31,10 @@ pub struct ProjectorArgs {
     pub postgres: String,
     #[arg(long, env = "TEST_MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306")]
     pub mysql: String,
+    /// Network round trip to add between this process and the databases, in milliseconds (0: loopback as is).
+    /// Every measurement of the run goes through the same delaying proxy.
+    #[arg(long, default_value_t = 0.0)]
+    pub rtt_ms: f64,
 }
 
 /// Deterministic orders: ~3 lines (1-5) over 5,000 items, dates over 36 months, 60 % of lines priced.
@@ -105,13 +110,15 @@ async fn projector_rate(url: &str, changes: &[OrderChange], batch: usize, line_c
         model.apply(chunk).await?;
     }
     let rate = line_count as f64 / start.elapsed().as_secs_f64();
-    model.pool().close().await;
+    model.close().await;
     Ok(rate)
 }
 
 /// (b): the earlier version: per record an INSERT for the order and one per line, each its own autocommit.
 async fn baseline_rate(url: &str, orders: &[Order], mysql: bool) -> anyhow::Result<f64> {
     let mut conn = AnyConnection::connect(url).await?;
+    // As the projector's pool does (sqlx 0.9.0 leaves Nagle on); single-segment statements gain nothing from it.
+    projector::nodelay::set_on_tcp_sockets();
     conn.execute(
         "CREATE TABLE legacy_orders (orderid VARCHAR(64) PRIMARY KEY, orderstatus VARCHAR(16), orderdate VARCHAR(32))",
     )
@@ -155,6 +162,7 @@ async fn baseline_rate(url: &str, orders: &[Order], mysql: bool) -> anyhow::Resu
 /// (c): PostgreSQL COPY of the same lines into a bare table.
 async fn copy_rate(url: &str, orders: &[Order]) -> anyhow::Result<f64> {
     let mut conn = sqlx::PgConnection::connect(url).await?;
+    projector::nodelay::set_on_tcp_sockets();
     conn.execute(
         "CREATE TABLE copy_lines (orderid VARCHAR(64), itemid VARCHAR(64), quantity INTEGER, unitprice NUMERIC(19,4))",
     )
@@ -173,6 +181,67 @@ async fn copy_rate(url: &str, orders: &[Order]) -> anyhow::Result<f64> {
     Ok(lines(orders) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// A TCP proxy to `target` that hands on every chunk `one_way` after it arrived, in both directions: a network
+/// round trip of twice `one_way`, with order kept and throughput not limited. Plain threads and blocking sockets:
+/// the async timer's 1 ms granularity would add more delay than asked for. Returns the address to connect to.
+fn delaying_proxy(target: SocketAddr, one_way: StdDuration) -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(target) else {
+                continue;
+            };
+            for (from, to) in [(&client, &server), (&server, &client)] {
+                if let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) {
+                    pump(from, to, one_way);
+                }
+            }
+        }
+    });
+    Ok(addr)
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read.
+fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: StdDuration) {
+    use std::io::{Read, Write};
+    let _ = to.set_nodelay(true);
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        for (arrived, chunk) in rx {
+            std::thread::sleep((arrived + delay).saturating_duration_since(Instant::now()));
+            if to.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// `base` (a server URL without database), or the same server behind a proxy adding `rtt_ms` of round trip.
+async fn via_rtt(base: &str, rtt_ms: f64) -> anyhow::Result<String> {
+    if rtt_ms <= 0.0 {
+        return Ok(base.to_owned());
+    }
+    let mut url = url::Url::parse(base).with_context(|| format!("server URL {base}"))?;
+    let host = url.host_str().context("server URL without host")?.to_owned();
+    let default_port = if url.scheme().starts_with("postgres") { 5432 } else { 3306 };
+    let port = url.port().unwrap_or(default_port);
+    let target = tokio::net::lookup_host((host.as_str(), port)).await?.next().context("host resolves to nothing")?;
+    let proxy = delaying_proxy(target, StdDuration::from_secs_f64(rtt_ms / 2_000.0))?;
+    url.set_host(Some(&proxy.ip().to_string()))?;
+    url.set_port(Some(proxy.port())).map_err(|()| anyhow::anyhow!("cannot set the proxy port"))?;
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
     sqlx::any::install_default_drivers();
     let all = orders(args.orders)?;
@@ -187,11 +256,15 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         baseline.len(),
         lines(baseline)
     );
+    if args.rtt_ms > 0.0 {
+        println!("every connection goes through a proxy adding {} ms of round trip", args.rtt_ms);
+    }
     let name = format!("bench_projector_{}", std::process::id());
     let mut met = true;
-    for (label, base, admin, mysql) in
+    for (label, server, admin, mysql) in
         [("PostgreSQL", &args.postgres, "postgres", false), ("MariaDB", &args.mysql, "test", true)]
     {
+        let base = &via_rtt(server, args.rtt_ms).await?;
         let a = projector_rate(&fresh_database(base, admin, &name).await?, &changes, args.batch, total_lines).await?;
         let b = baseline_rate(&fresh_database(base, admin, &name).await?, baseline, mysql).await?;
         println!("{label}:");

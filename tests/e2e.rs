@@ -121,9 +121,9 @@ fn a_missing_or_malformed_variable_fails_start_up_naming_it() {
             vec![
                 ("READ_MODEL_AUTH", "iam"),
                 ("AWS_REGION", "eu-west-1"),
-                ("READ_MODEL_URL", "mysql://projector@127.0.0.1:1/orders?ssl-mode=REQUIRED"),
+                ("READ_MODEL_URL", "mysql://projector@127.0.0.1:1/orders?ssl-mode=PREFERRED"),
             ],
-            "not supported for MySQL yet",
+            "READ_MODEL_URL must require TLS (ssl-mode=REQUIRED",
         ),
     ] {
         let out = command(cwd.path(), &env).output().unwrap();

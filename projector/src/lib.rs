@@ -5,8 +5,10 @@
 //! batch rule every input shares and the embedded tail (`feed`), which the local runner drives; the Lambda
 //! handler for DynamoDB Streams events (`stream`); the DynamoDB Streams poller (`poller`).
 
+pub mod db;
 pub mod dialect;
 pub mod feed;
+pub mod nodelay;
 pub mod poller;
 pub mod rds;
 pub mod read_model;

@@ -56,9 +56,8 @@ pub struct IamAuth {
     pub credentials: SharedCredentialsProvider,
 }
 
-/// Checks that `url` may carry an IAM token: PostgreSQL with TLS required. MySQL is refused for now: RDS IAM
-/// tokens reach MySQL through the cleartext plugin, which sqlx only enables through its MySQL options, and the
-/// runtime-generic pool the read model uses is configured by URL alone.
+/// Checks that `url` may carry an IAM token: PostgreSQL or MySQL with TLS required (on MySQL the token travels
+/// through the cleartext plugin, so TLS is what protects it).
 pub fn check_url(url: &url::Url, dialect: Dialect) -> Result<(), String> {
     match dialect {
         Dialect::Postgres => {
@@ -70,10 +69,16 @@ pub fn check_url(url: &url::Url, dialect: Dialect) -> Result<(), String> {
                     .into()),
             }
         }
-        Dialect::MySql => Err("READ_MODEL_AUTH=iam is not supported for MySQL yet: the token needs the cleartext \
-                               plugin, which the read model's connection pool cannot enable; use a password in \
-                               READ_MODEL_URL (from Secrets Manager)"
-            .into()),
+        Dialect::MySql => {
+            let mode =
+                url.query_pairs().find(|(k, _)| k == "ssl-mode" || k == "sslmode").map(|(_, v)| v.to_uppercase());
+            match mode.as_deref() {
+                Some("REQUIRED" | "VERIFY_CA" | "VERIFY_IDENTITY") => Ok(()),
+                _ => Err("READ_MODEL_AUTH=iam sends a token in clear text through MySQL's cleartext plugin: \
+                          READ_MODEL_URL must require TLS (ssl-mode=REQUIRED, VERIFY_CA or VERIFY_IDENTITY)"
+                    .into()),
+            }
+        }
         Dialect::Sqlite => Err("READ_MODEL_AUTH=iam applies to Aurora through RDS Proxy, not SQLite".into()),
     }
 }
@@ -98,7 +103,7 @@ impl Auth {
 /// `url` with a fresh token as its password.
 pub async fn url_with_token(url: &url::Url, iam: &IamAuth) -> Result<String, String> {
     let host = url.host_str().ok_or("READ_MODEL_URL has no host")?;
-    let port = url.port().unwrap_or(5432);
+    let port = url.port().unwrap_or(if url.scheme().starts_with("mysql") { 3306 } else { 5432 });
     let user = url.username();
     if user.is_empty() {
         return Err("READ_MODEL_URL names no user for the IAM token".into());
@@ -115,13 +120,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn iam_needs_postgres_over_tls() {
+    fn iam_needs_tls_on_postgres_and_mysql() {
         let url = |s: &str| url::Url::parse(s).unwrap();
         assert!(check_url(&url("postgres://projector@proxy:5432/orders?sslmode=require"), Dialect::Postgres).is_ok());
         assert!(check_url(&url("postgres://projector@proxy:5432/orders"), Dialect::Postgres).is_err());
         assert!(check_url(&url("postgres://projector@proxy/orders?sslmode=prefer"), Dialect::Postgres).is_err());
-        let err = check_url(&url("mysql://projector@proxy/orders?ssl-mode=REQUIRED"), Dialect::MySql).unwrap_err();
-        assert!(err.contains("not supported for MySQL yet"), "{err}");
+        assert!(check_url(&url("mysql://projector@proxy/orders?ssl-mode=REQUIRED"), Dialect::MySql).is_ok());
+        assert!(check_url(&url("mysql://projector@proxy/orders?ssl-mode=verify_identity"), Dialect::MySql).is_ok());
+        for refused in ["mysql://projector@proxy/orders", "mysql://projector@proxy/orders?ssl-mode=PREFERRED"] {
+            let err = check_url(&url(refused), Dialect::MySql).unwrap_err();
+            assert!(err.contains("must require TLS"), "{refused}: {err}");
+        }
+        assert!(check_url(&url("sqlite://x.db"), Dialect::Sqlite).is_err());
     }
 
     #[tokio::test]

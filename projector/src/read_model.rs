@@ -5,17 +5,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::change::Sequence;
 use domain::projection::{Deltas, ItemTotals, Projected, Revision, SaleMonth, next_state};
 use domain::{ItemId, Lines, Order, OrderChange, OrderId, OrderLine, OrderStatus, Quantity, UnitPrice, Version};
 use rust_decimal::Decimal;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr};
 
+use crate::db::{Arg, DbRow, Mode, Pool, Tx};
 use crate::dialect::{Col, Dialect, RowSet, Val};
 
 /// Rows per multi-row statement: at most 8 columns x 2,000 rows = 16,000 parameters, inside every backend's limit
@@ -89,12 +88,6 @@ pub struct Snapshot {
     pub positions: BTreeMap<String, (Sequence, DateTime<Utc>)>,
 }
 
-enum Arg {
-    Text(String),
-    OptText(Option<String>),
-    Int(i64),
-}
-
 /// A statement and its arguments, built from fixed SQL fragments (never from input text).
 struct Stmt {
     sql: String,
@@ -126,24 +119,24 @@ impl Stmt {
         self
     }
 
-    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
-        let mut q = sqlx::query(AssertSqlSafe(self.sql.as_str()));
-        for a in &self.args {
-            q = match a {
-                Arg::Text(s) => q.bind(s.as_str()),
-                Arg::OptText(s) => q.bind(s.as_deref()),
-                Arg::Int(i) => q.bind(*i),
-            };
-        }
-        q
+    async fn run(&self, conn: &mut Tx) -> Result<u64> {
+        let started = std::time::Instant::now();
+        let n = conn.run(&self.sql, &self.args).await?;
+        self.trace(started, n);
+        Ok(n)
     }
 
-    async fn run(&self, conn: &mut AnyConnection) -> Result<u64> {
-        Ok(self.query().execute(&mut *conn).await?.rows_affected())
+    async fn fetch(&self, conn: &mut Tx) -> Result<Vec<DbRow>> {
+        let started = std::time::Instant::now();
+        let rows = conn.fetch(&self.sql, &self.args).await?;
+        self.trace(started, rows.len() as u64);
+        Ok(rows)
     }
 
-    async fn fetch(&self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>> {
-        Ok(self.query().fetch_all(&mut *conn).await?)
+    /// One event per statement at TRACE: its start, arguments, rows and time (for finding where a batch goes).
+    fn trace(&self, started: std::time::Instant, rows: u64) {
+        let sql = self.sql.get(..self.sql.len().min(60)).unwrap_or(&self.sql);
+        tracing::trace!(sql, args = self.args.len(), rows, micros = started.elapsed().as_micros() as u64, "statement");
     }
 }
 
@@ -151,22 +144,22 @@ fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn get_text(row: &AnyRow, i: usize) -> Result<String> {
-    Ok(row.try_get::<String, _>(i)?)
+fn get_text(row: &DbRow, i: usize) -> Result<String> {
+    Ok(row.text(i)?)
 }
 
-fn get_time(row: &AnyRow, i: usize) -> Result<DateTime<Utc>> {
+fn get_time(row: &DbRow, i: usize) -> Result<DateTime<Utc>> {
     let raw = get_text(row, i)?;
     domain::order::parse_time(&raw).ok_or_else(|| corrupt(format!("not a time: {raw:?}")))
 }
 
-fn get_opt_time(row: &AnyRow, i: usize) -> Result<Option<DateTime<Utc>>> {
-    row.try_get::<Option<String>, _>(i)?
+fn get_opt_time(row: &DbRow, i: usize) -> Result<Option<DateTime<Utc>>> {
+    row.opt_text(i)?
         .map(|raw| domain::order::parse_time(&raw).ok_or_else(|| corrupt(format!("not a time: {raw:?}"))))
         .transpose()
 }
 
-fn get_decimal(row: &AnyRow, i: usize) -> Result<Decimal> {
+fn get_decimal(row: &DbRow, i: usize) -> Result<Decimal> {
     let raw = get_text(row, i)?;
     Decimal::from_str(&raw).map_err(|_| corrupt(format!("not a decimal: {raw:?}")))
 }
@@ -184,37 +177,20 @@ fn version(raw: i64) -> Result<Version> {
 }
 
 pub struct ReadModel {
-    pool: AnyPool,
+    pool: Pool,
     dialect: Dialect,
 }
 
 impl ReadModel {
-    /// A pool for `url`, connecting lazily and replacing broken connections (RDS Proxy closes idle ones).
+    /// A pool for `url` with its own credentials, connecting lazily and replacing broken connections (RDS Proxy
+    /// closes idle ones).
     pub fn connect(url: &str) -> Result<ReadModel> {
+        ReadModel::with_mode(url, Mode::Url)
+    }
+
+    fn with_mode(url: &str, mode: Mode) -> Result<ReadModel> {
         let dialect = Dialect::from_url(url).ok_or_else(|| ProjectionError::UnsupportedUrl(url.to_owned()))?;
-        sqlx::any::install_default_drivers();
-        let mut options = AnyPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(10))
-            .idle_timeout(Some(Duration::from_secs(120)))
-            .test_before_acquire(true);
-        options = match dialect {
-            // One writer: SQLite serialises writes anyway, and one connection never waits on itself.
-            Dialect::Sqlite => options.max_connections(1).after_connect(|conn, _| {
-                Box::pin(async move {
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = NORMAL",
-                        "PRAGMA foreign_keys = ON",
-                        "PRAGMA busy_timeout = 5000",
-                    ] {
-                        conn.execute(pragma).await?;
-                    }
-                    Ok(())
-                })
-            }),
-            Dialect::Postgres | Dialect::MySql => options.max_connections(4),
-        };
-        Ok(ReadModel { pool: options.connect_lazy(url)?, dialect })
+        Ok(ReadModel { pool: Pool::connect_lazy(dialect, url, mode)?, dialect })
     }
 
     /// The read model as configured: `url` with its own password, or with RDS IAM tokens from the process's AWS
@@ -243,15 +219,16 @@ impl ReadModel {
         let base = url::Url::parse(url).map_err(|e| ProjectionError::Auth(format!("READ_MODEL_URL: {e}")))?;
         crate::rds::check_url(&base, dialect).map_err(ProjectionError::Auth)?;
         let first = crate::rds::url_with_token(&base, &iam).await.map_err(ProjectionError::Auth)?;
-        let model = ReadModel::connect(&first)?;
+        let model = ReadModel::with_mode(&first, Mode::RdsIam)?;
         let pool = model.pool.clone();
         tokio::spawn(async move {
             while !pool.is_closed() {
                 tokio::time::sleep(crate::rds::REFRESH_EVERY).await;
-                match crate::rds::url_with_token(&base, &iam).await.and_then(|u| {
-                    <sqlx::any::AnyConnectOptions as std::str::FromStr>::from_str(&u).map_err(|e| e.to_string())
-                }) {
-                    Ok(options) => pool.set_connect_options(options),
+                match crate::rds::url_with_token(&base, &iam)
+                    .await
+                    .and_then(|u| pool.set_url(&u, Mode::RdsIam).map_err(|e| e.to_string()))
+                {
+                    Ok(()) => tracing::debug!("RDS IAM token refreshed"),
                     // The previous token stays valid for five more minutes; the next round tries again.
                     Err(error) => tracing::error!(%error, "cannot refresh the RDS IAM token"),
                 }
@@ -264,13 +241,26 @@ impl ReadModel {
         self.dialect
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// Closes the pool: open connections end once returned, new ones are refused.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Applies the migrations in `migrations/<dialect>`; safe to run again.
     pub async fn migrate(&self) -> Result<()> {
-        migrator(self.dialect).run(&self.pool).await?;
+        self.pool.migrate(&migrator(self.dialect)).await?;
+        Ok(())
+    }
+
+    /// Deletes everything projected, in one transaction (the schema stays).
+    pub async fn clear(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in
+            ["orderitems", "orders", "order_tombstones", "item_sales", "item_monthly_sales", "projection_positions"]
+        {
+            Stmt::new(format!("DELETE FROM {table}")).run(&mut tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -312,7 +302,7 @@ impl ReadModel {
     }
 
     /// What is projected for `ids` (all orders when `None`).
-    async fn load(&self, conn: &mut AnyConnection, ids: Option<&[OrderId]>) -> Result<BTreeMap<OrderId, Projected>> {
+    async fn load(&self, conn: &mut Tx, ids: Option<&[OrderId]>) -> Result<BTreeMap<OrderId, Projected>> {
         let d = self.dialect;
         let chunks: Vec<&[OrderId]> = match ids {
             Some(ids) => ids.chunks(CHUNK).collect(),
@@ -350,7 +340,7 @@ impl ReadModel {
                 let header = Header {
                     status,
                     order_date: get_time(&r, 2)?,
-                    version: version(r.try_get(3)?)?,
+                    version: version(r.int(3)?)?,
                     created_at: get_time(&r, 4)?,
                     updated_at: get_time(&r, 5)?,
                 };
@@ -364,9 +354,9 @@ impl ReadModel {
             .fetch(conn)
             .await?;
             for r in rows {
-                let qty: i64 = r.try_get(2)?;
+                let qty: i64 = r.int(2)?;
                 let price = r
-                    .try_get::<Option<String>, _>(3)?
+                    .opt_text(3)?
                     .map(|p| {
                         Decimal::from_str(&p)
                             .ok()
@@ -390,7 +380,7 @@ impl ReadModel {
             for r in rows {
                 tombstones.insert(
                     order_id(&get_text(&r, 0)?)?,
-                    Revision { created_at: get_time(&r, 1)?, version: version(r.try_get(2)?)? },
+                    Revision { created_at: get_time(&r, 1)?, version: version(r.int(2)?)? },
                 );
             }
         }
@@ -419,7 +409,7 @@ impl ReadModel {
         Ok(states)
     }
 
-    async fn delete_in(&self, conn: &mut AnyConnection, table: &str, ids: &[&OrderId]) -> Result<()> {
+    async fn delete_in(&self, conn: &mut Tx, table: &str, ids: &[&OrderId]) -> Result<()> {
         for chunk in ids.chunks(CHUNK) {
             let sql = format!("DELETE FROM {table} WHERE orderid IN {}", self.in_list(1, chunk.len()));
             Stmt::with_texts(sql, chunk.iter().map(|id| id.as_str())).run(conn).await?;
@@ -428,7 +418,7 @@ impl ReadModel {
     }
 
     /// Sends `rows` as one multi-row INSERT (`VALUES`, or `UNNEST` arrays on PostgreSQL).
-    async fn insert(&self, conn: &mut AnyConnection, rows: RowSet, head: &str, tail: &str) -> Result<()> {
+    async fn insert(&self, conn: &mut Tx, rows: RowSet, head: &str, tail: &str) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -446,7 +436,7 @@ impl ReadModel {
 
     async fn write_orders(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Tx,
         states: &BTreeMap<OrderId, Projected>,
         touched: &BTreeSet<OrderId>,
         now: DateTime<Utc>,
@@ -527,7 +517,7 @@ impl ReadModel {
     /// otherwise (SQLite, a single writer) rows are read, recomputed here with exact decimals and written back.
     /// Either way, an item whose latest contribution went away gets its last order date recomputed from the lines,
     /// and items no order counts any more are deleted.
-    async fn write_item_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
+    async fn write_item_totals(&self, conn: &mut Tx, deltas: &Deltas) -> Result<()> {
         if deltas.items.is_empty() {
             return Ok(());
         }
@@ -537,7 +527,7 @@ impl ReadModel {
         }
     }
 
-    async fn add_item_totals(&self, conn: &mut AnyConnection, deltas: &Deltas, tail: &str) -> Result<()> {
+    async fn add_item_totals(&self, conn: &mut Tx, deltas: &Deltas, tail: &str) -> Result<()> {
         let d = self.dialect;
         let entries: Vec<(&ItemId, &domain::projection::ItemDelta)> = deltas.items.iter().collect();
         for chunk in entries.chunks(CHUNK) {
@@ -573,7 +563,7 @@ impl ReadModel {
                     self.in_list(1, chunk.len())
                 );
                 if let Some(r) = Stmt::with_texts(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
-                    let (q, n): (i64, i64) = (r.try_get(1)?, r.try_get(2)?);
+                    let (q, n): (i64, i64) = (r.int(1)?, r.int(2)?);
                     return Err(corrupt(format!("item {} would reach quantity {q} over {n} orders", get_text(r, 0)?)));
                 }
                 let sql = format!(
@@ -586,7 +576,7 @@ impl ReadModel {
         Ok(())
     }
 
-    async fn rewrite_item_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
+    async fn rewrite_item_totals(&self, conn: &mut Tx, deltas: &Deltas) -> Result<()> {
         let d = self.dialect;
         let items: Vec<&ItemId> = deltas.items.keys().collect();
         let mut current: BTreeMap<ItemId, ItemTotals> = BTreeMap::new();
@@ -607,9 +597,9 @@ impl ReadModel {
                 current.insert(
                     item_id(&get_text(&r, 0)?)?,
                     ItemTotals {
-                        quantity: r.try_get(1)?,
+                        quantity: r.int(1)?,
                         revenue: get_decimal(&r, 2)?,
-                        orders: r.try_get(3)?,
+                        orders: r.int(3)?,
                         last_order_date: get_opt_time(&r, 4)?,
                     },
                 );
@@ -672,7 +662,7 @@ impl ReadModel {
     /// Month totals are integers: each delta is added by an atomic upsert (no read, no lock beyond the rows
     /// written). Where a total shrank it is checked afterwards; a negative one fails the batch. (A CHECK constraint
     /// cannot do this: databases test it on the proposed row, the delta itself, before resolving the conflict.)
-    async fn write_month_totals(&self, conn: &mut AnyConnection, deltas: &Deltas) -> Result<()> {
+    async fn write_month_totals(&self, conn: &mut Tx, deltas: &Deltas) -> Result<()> {
         let d = self.dialect;
         let months: Vec<(&(ItemId, SaleMonth), &i64)> = deltas.months.iter().collect();
         for chunk in months.chunks(CHUNK) {
@@ -693,7 +683,7 @@ impl ReadModel {
                 self.in_list(1, chunk.len())
             );
             if let Some(r) = Stmt::with_texts(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
-                let n: i64 = r.try_get(2)?;
+                let n: i64 = r.int(2)?;
                 return Err(corrupt(format!("{} {} would reach {n}", get_text(r, 0)?, get_text(r, 1)?)));
             }
             let sql = format!(
@@ -706,12 +696,7 @@ impl ReadModel {
     }
 
     /// Moves each source's position forward to the newest change of the batch (never backwards on a replay).
-    async fn write_positions(
-        &self,
-        conn: &mut AnyConnection,
-        changes: &[OrderChange],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    async fn write_positions(&self, conn: &mut Tx, changes: &[OrderChange], now: DateTime<Utc>) -> Result<()> {
         let d = self.dialect;
         let mut newest: BTreeMap<&str, &OrderChange> = BTreeMap::new();
         for c in changes {
@@ -754,10 +739,10 @@ impl ReadModel {
 
     /// True when nothing was ever projected (no orders, tombstones or positions).
     pub async fn is_empty(&self) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool.begin().await?;
         for table in ["orders", "order_tombstones", "projection_positions"] {
             let rows = Stmt::new(format!("SELECT COUNT(*) FROM {table}")).fetch(&mut conn).await?;
-            let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+            let n: i64 = rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0);
             if n > 0 {
                 return Ok(false);
             }
@@ -773,7 +758,7 @@ impl ReadModel {
             d.time_out("last_changed_at"),
             d.param(1, Col::Text)
         );
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool.begin().await?;
         let rows = Stmt::new(sql).text(source).fetch(&mut conn).await?;
         rows.first()
             .map(|r| {
@@ -786,7 +771,7 @@ impl ReadModel {
     /// The whole read model, decoded.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let d = self.dialect;
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool.begin().await?;
         let mut snap = Snapshot::default();
         for (id, state) in self.load(&mut conn, None).await? {
             match state {
@@ -807,9 +792,9 @@ impl ReadModel {
             snap.items.insert(
                 item_id(&get_text(&r, 0)?)?,
                 ItemTotals {
-                    quantity: r.try_get(1)?,
+                    quantity: r.int(1)?,
                     revenue: get_decimal(&r, 2)?.normalize(),
-                    orders: r.try_get(3)?,
+                    orders: r.int(3)?,
                     last_order_date: get_opt_time(&r, 4)?,
                 },
             );
@@ -819,7 +804,7 @@ impl ReadModel {
             .await?
         {
             let month = SaleMonth::parse(get_text(&r, 1)?.trim()).ok_or_else(|| corrupt("sale month"))?;
-            snap.months.insert((item_id(&get_text(&r, 0)?)?, month), r.try_get(2)?);
+            snap.months.insert((item_id(&get_text(&r, 0)?)?, month), r.int(2)?);
         }
         let sql = format!("SELECT source, sequence, {} FROM projection_positions", d.time_out("last_changed_at"));
         for r in Stmt::new(sql).fetch(&mut conn).await? {

@@ -203,6 +203,6 @@ async fn given_the_database_fails_part_way_then_the_first_record_is_reported_not
     let snap = direct.snapshot().await.unwrap();
     assert_eq!(snap.orders.len(), 300);
     assert_eq!((snap.items[&item("z3333")].quantity, snap.items[&item("z3333")].orders), (1800, 300));
-    direct.pool().close().await;
-    via_proxy.pool().close().await;
+    direct.close().await;
+    via_proxy.close().await;
 }

@@ -74,7 +74,7 @@ async fn fresh(backend: Backend) -> Fresh {
 impl Fresh {
     async fn drop_database(self) {
         let Fresh { model, admin_url, name, .. } = self;
-        model.pool().close().await;
+        model.close().await;
         if let Some(admin) = admin_url {
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap();
             conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).await.unwrap();
@@ -246,12 +246,7 @@ fn cases() -> u64 {
 }
 
 async fn clear(model: &ReadModel) {
-    let mut conn = model.pool().acquire().await.unwrap();
-    for table in
-        ["orderitems", "orders", "order_tombstones", "item_sales", "item_monthly_sales", "projection_positions"]
-    {
-        conn.execute(sqlx::AssertSqlSafe(format!("DELETE FROM {table}"))).await.unwrap();
-    }
+    model.clear().await.unwrap();
 }
 
 /// Random histories of create / amend / cancel / delete over a few orders, delivered in batches with duplicates,
@@ -309,4 +304,38 @@ async fn random_histories_equal_a_recomputation_on_mariadb() {
 #[tokio::test]
 async fn random_histories_equal_a_recomputation_on_sqlite() {
     property(Backend::Sqlite).await;
+}
+
+/// RDS Proxy's MySQL IAM sends the token through the cleartext plugin, so the connection must be TLS or nothing.
+#[tokio::test]
+async fn given_mysql_iam_auth_then_the_token_only_ever_travels_over_tls() {
+    // Given the MariaDB here and IAM auth with TLS required
+    let base = server_url("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306");
+    let admin = format!("{base}/test");
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("cannot reach {admin} ({e}): start MariaDB/MySQL on 127.0.0.1:3306 (root, no password), or set TEST_MYSQL_URL")
+    });
+    let rows = conn.fetch_all("SELECT @@have_ssl").await.unwrap();
+    let have_ssl: String = sqlx::Row::try_get(&rows[0], 0).unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_username("projector").unwrap();
+    url.set_query(Some("ssl-mode=REQUIRED"));
+    let iam = projector::rds::IamAuth {
+        region: "eu-west-1".into(),
+        credentials: aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("AKID", "secret", None, None, "test"),
+        ),
+    };
+    let model = ReadModel::connect_iam(url.as_str(), iam).await.unwrap();
+
+    // When the pool connects
+    let error = model.migrate().await.unwrap_err().to_string();
+
+    // Then a server without TLS is refused before authentication; with TLS, the (fake) token is what is refused
+    if have_ssl.eq_ignore_ascii_case("YES") {
+        assert!(error.contains("Access denied"), "{error}");
+    } else {
+        let lower = error.to_lowercase();
+        assert!(lower.contains("tls") || lower.contains("ssl"), "refused for want of TLS: {error}");
+    }
 }

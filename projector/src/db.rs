@@ -1,0 +1,335 @@
+//! The read model's connection pool, native per backend (sqlx's `Any` driver takes its options from the URL alone,
+//! and RDS Proxy's MySQL IAM needs options no URL carries: the cleartext plugin, and no session `SET`s). Statements
+//! bind text and integers only; rows come back as text, integers or NULL, which is all the projection reads.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Decode, Executor, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite, SqlitePool,
+    Transaction, Type, ValueRef,
+};
+
+use crate::dialect::Dialect;
+
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+/// One result row.
+#[derive(Debug, Clone)]
+pub struct DbRow(Vec<Cell>);
+
+impl DbRow {
+    fn cell(&self, i: usize) -> Result<&Cell, sqlx::Error> {
+        self.0.get(i).ok_or_else(|| sqlx::Error::ColumnIndexOutOfBounds { index: i, len: self.0.len() })
+    }
+
+    fn mismatch(i: usize, want: &str, got: &Cell) -> sqlx::Error {
+        sqlx::Error::ColumnDecode { index: i.to_string(), source: format!("expected {want}, found {got:?}").into() }
+    }
+
+    pub fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
+        match self.cell(i)? {
+            Cell::Int(v) => Ok(*v),
+            other => Err(DbRow::mismatch(i, "an integer", other)),
+        }
+    }
+
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+        match self.cell(i)? {
+            Cell::Text(s) => Ok(Some(s.clone())),
+            Cell::Null => Ok(None),
+            other => Err(DbRow::mismatch(i, "text", other)),
+        }
+    }
+
+    pub fn text(&self, i: usize) -> Result<String, sqlx::Error> {
+        match self.cell(i)? {
+            Cell::Text(s) => Ok(s.clone()),
+            other => Err(DbRow::mismatch(i, "text", other)),
+        }
+    }
+
+    /// Each column as an integer where it is one (of any width), else as text.
+    fn from_row<'r, R: Row>(row: &'r R) -> Result<DbRow, sqlx::Error>
+    where
+        usize: ColumnIndex<R>,
+        i64: Type<R::Database> + Decode<'r, R::Database>,
+        i32: Type<R::Database> + Decode<'r, R::Database>,
+        String: Type<R::Database> + Decode<'r, R::Database>,
+    {
+        (0..row.len())
+            .map(|i| {
+                if row.try_get_raw(i)?.is_null() {
+                    Ok(Cell::Null)
+                } else if let Ok(v) = row.try_get::<i64, _>(i) {
+                    Ok(Cell::Int(v))
+                } else if let Ok(v) = row.try_get::<i32, _>(i) {
+                    Ok(Cell::Int(i64::from(v)))
+                } else {
+                    row.try_get::<String, _>(i).map(Cell::Text)
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(DbRow)
+    }
+}
+
+/// `sqlx::query` on database `$db` with `$args` bound in order.
+macro_rules! bound {
+    ($db:ty, $sql:expr, $args:expr) => {{
+        let mut q = sqlx::query::<$db>(AssertSqlSafe($sql));
+        for a in $args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::OptText(s) => q.bind(s.as_deref()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Postgres(PgPool),
+    MySql(MySqlPool),
+    Sqlite(SqlitePool),
+}
+
+/// A transaction on one of the pools; dropped without `commit`, it rolls back.
+pub enum Tx {
+    Postgres(Transaction<'static, Postgres>),
+    MySql(Transaction<'static, MySql>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+/// How to reach the database beyond what the URL says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The URL's own credentials.
+    Url,
+    /// The password is an RDS IAM token, to RDS Proxy: on MySQL this needs the cleartext plugin (only ever over
+    /// TLS, which the URL must require) and no session `SET` at connect, which would pin proxy sessions.
+    RdsIam,
+}
+
+fn after_connect_tcp() {
+    crate::nodelay::set_on_tcp_sockets();
+}
+
+/// MySQL options for `url`; for RDS IAM, with the cleartext plugin (refused unless TLS is required) and without
+/// the session `SET`s sqlx sends by default (statements must not rely on them: times are written and read as
+/// explicit UTC text, strings are joined with `CONCAT`).
+pub fn mysql_options(url: &str, mode: Mode) -> Result<MySqlConnectOptions, sqlx::Error> {
+    let options = MySqlConnectOptions::from_str(url)?;
+    Ok(match mode {
+        Mode::Url => options,
+        Mode::RdsIam => {
+            let tls = url::Url::parse(url)
+                .ok()
+                .and_then(|u| {
+                    u.query_pairs()
+                        .find(|(k, _)| k == "ssl-mode" || k == "sslmode")
+                        .map(|(_, v)| v.to_ascii_uppercase())
+                })
+                .and_then(|m| MySqlSslMode::from_str(&m).ok());
+            if !matches!(tls, Some(MySqlSslMode::Required | MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity)) {
+                return Err(sqlx::Error::Configuration(
+                    "MySQL IAM authentication sends the token in clear text: the URL must say ssl-mode=REQUIRED, \
+                     VERIFY_CA or VERIFY_IDENTITY"
+                        .into(),
+                ));
+            }
+            options
+                .enable_cleartext_plugin(true)
+                .pipes_as_concat(false)
+                .no_engine_substitution(false)
+                .timezone(None)
+                .set_names(false)
+        }
+    })
+}
+
+impl Pool {
+    /// A lazily connecting pool for `url`, replacing broken connections (RDS Proxy closes idle ones).
+    pub fn connect_lazy(dialect: Dialect, url: &str, mode: Mode) -> Result<Pool, sqlx::Error> {
+        let acquire = Duration::from_secs(10);
+        let idle = Some(Duration::from_secs(120));
+        Ok(match dialect {
+            Dialect::Postgres => Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(acquire)
+                    .idle_timeout(idle)
+                    .test_before_acquire(true)
+                    .after_connect(|_, _| {
+                        Box::pin(async {
+                            after_connect_tcp();
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy_with(PgConnectOptions::from_str(url)?),
+            ),
+            Dialect::MySql => Pool::MySql(
+                MySqlPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(acquire)
+                    .idle_timeout(idle)
+                    .test_before_acquire(true)
+                    .after_connect(|_, _| {
+                        Box::pin(async {
+                            after_connect_tcp();
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy_with(mysql_options(url, mode)?),
+            ),
+            // One writer: SQLite serialises writes anyway, and one connection never waits on itself.
+            Dialect::Sqlite => Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(acquire)
+                    .idle_timeout(idle)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 5000",
+                            ] {
+                                conn.execute(pragma).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy_with(SqliteConnectOptions::from_str(url)?),
+            ),
+        })
+    }
+
+    /// New connections from now on use `url` (a fresh IAM token); open ones keep theirs.
+    pub fn set_url(&self, url: &str, mode: Mode) -> Result<(), sqlx::Error> {
+        match self {
+            Pool::Postgres(p) => p.set_connect_options(PgConnectOptions::from_str(url)?),
+            Pool::MySql(p) => p.set_connect_options(mysql_options(url, mode)?),
+            Pool::Sqlite(p) => p.set_connect_options(SqliteConnectOptions::from_str(url)?),
+        }
+        Ok(())
+    }
+
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Pool::MySql(p) => Tx::MySql(p.begin().await?),
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+        })
+    }
+
+    pub async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Pool::Postgres(p) => migrator.run(p).await,
+            Pool::MySql(p) => migrator.run(p).await,
+            Pool::Sqlite(p) => migrator.run(p).await,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Pool::Postgres(p) => p.close().await,
+            Pool::MySql(p) => p.close().await,
+            Pool::Sqlite(p) => p.close().await,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Pool::Postgres(p) => p.is_closed(),
+            Pool::MySql(p) => p.is_closed(),
+            Pool::Sqlite(p) => p.is_closed(),
+        }
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(t) => t.commit().await,
+            Tx::MySql(t) => t.commit().await,
+            Tx::Sqlite(t) => t.commit().await,
+        }
+    }
+
+    /// Runs `sql` with `args`; the number of rows it affected.
+    pub async fn run(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            Tx::Postgres(t) => bound!(Postgres, sql, args).execute(&mut **t).await?.rows_affected(),
+            Tx::MySql(t) => bound!(MySql, sql, args).execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t) => bound!(Sqlite, sql, args).execute(&mut **t).await?.rows_affected(),
+        })
+    }
+
+    /// Runs `sql` with `args`; all its rows.
+    pub async fn fetch(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<DbRow>, sqlx::Error> {
+        match self {
+            Tx::Postgres(t) => {
+                bound!(Postgres, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect()
+            }
+            Tx::MySql(t) => bound!(MySql, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect(),
+            Tx::Sqlite(t) => bound!(Sqlite, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_rds_iam_then_mysql_gets_the_cleartext_plugin_and_no_session_sets_and_only_with_tls() {
+        let plain = format!("{:?}", mysql_options("mysql://u@proxy/orders", Mode::Url).unwrap());
+        assert!(plain.contains("enable_cleartext_plugin: false"), "{plain}");
+
+        let iam =
+            format!("{:?}", mysql_options("mysql://u@proxy/orders?ssl-mode=VERIFY_IDENTITY", Mode::RdsIam).unwrap());
+        for expected in [
+            "enable_cleartext_plugin: true",
+            "set_names: false",
+            "pipes_as_concat: false",
+            "no_engine_substitution: false",
+            "timezone: None",
+        ] {
+            assert!(iam.contains(expected), "{expected}: {iam}");
+        }
+
+        for url in ["mysql://u@proxy/orders", "mysql://u@proxy/orders?ssl-mode=PREFERRED"] {
+            assert!(mysql_options(url, Mode::RdsIam).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_row_reads_integers_text_and_null_and_says_when_a_column_is_not_what_was_asked() {
+        let row = DbRow(vec![Cell::Int(7), Cell::Text("x".into()), Cell::Null]);
+        assert_eq!(row.int(0).unwrap(), 7);
+        assert_eq!(row.text(1).unwrap(), "x");
+        assert_eq!(row.opt_text(2).unwrap(), None);
+        assert!(row.text(0).is_err());
+        assert!(row.int(1).is_err());
+        assert!(row.int(3).is_err());
+    }
+}
