@@ -74,8 +74,8 @@ pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot listen on {addr} (COMMAND_API_ADDR): {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr} ({var}): {source}")]
+    Bind { var: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
     #[error("read model: {0}")]
@@ -104,17 +104,37 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
             None
         }
     };
-    let listener = tokio::net::TcpListener::bind(settings.command_api_addr)
-        .await
-        .map_err(|source| RunError::Bind { addr: settings.command_api_addr, source })?;
-    let addr = listener.local_addr().map_err(RunError::Serve)?;
+    let bind = |var: &'static str, addr: SocketAddr| async move {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| RunError::Bind { var, addr, source })?;
+        let local = listener.local_addr().map_err(RunError::Serve)?;
+        Ok::<_, RunError>((listener, local))
+    };
+    let (commands, command_addr) = bind("COMMAND_API_ADDR", settings.command_api_addr).await?;
+    let (queries, query_addr) = bind("QUERY_API_ADDR", settings.query_api_addr).await?;
     // On stdout, one line per listener: people read it, and tests use it to find a port chosen by the OS.
-    println!("command API listening on http://{addr} (store: {kind})");
+    println!("command API listening on http://{command_addr} (store: {kind})");
+    println!("query API listening on http://{query_addr} (read model: {})", model.dialect().name());
     if let StoreSettings::Embedded { data_dir } = &settings.store {
         tracing::info!(data_dir = %data_dir.display(), "embedded store: orders and change log in {}/orders.db", data_dir.display());
     }
-    tracing::info!("the query API is not part of this build yet");
-    let served = axum::serve(listener, command_api::app(store)).with_graceful_shutdown(shutdown).await;
+    // One shutdown signal, both servers.
+    let (quit, quitting) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = quit.send(true);
+    });
+    let signal = move || {
+        let mut quitting = quitting.clone();
+        async move {
+            let _ = quitting.wait_for(|q| *q).await;
+        }
+    };
+    let query_app = query_api::app(model.clone(), query_api::Settings::default());
+    let (served, queried) = tokio::join!(
+        axum::serve(commands, command_api::app(store)).with_graceful_shutdown(signal()),
+        axum::serve(queries, query_app).with_graceful_shutdown(signal()),
+    );
     // The projector finishes the batch in hand, then the store's writer drains as the last handle drops.
     let _ = stop.send(true);
     if let Some(task) = projector {
@@ -122,6 +142,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     }
     drop(opened);
     served.map_err(RunError::Serve)?;
+    queried.map_err(RunError::Serve)?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,6 +12,7 @@ const EARLIER: &str = r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity"
 struct Running {
     child: Child,
     url: String,
+    query_url: String,
 }
 
 fn command(cwd: &Path, env: &[(&str, &str)]) -> Command {
@@ -23,19 +24,25 @@ fn command(cwd: &Path, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-/// Starts the binary and waits for its "listening" line.
+/// Starts the binary and waits for its two "listening" lines (command API, then query API).
 fn start(cwd: &Path, env: &[(&str, &str)]) -> Running {
     let mut env = env.to_vec();
     env.push(("COMMAND_API_ADDR", "127.0.0.1:0"));
+    env.push(("QUERY_API_ADDR", "127.0.0.1:0"));
     let mut child = command(cwd, &env).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn orders");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read stdout");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned();
-    Running { child, url }
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut url = |expected: &str| {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read stdout");
+        assert!(line.starts_with(expected), "expected {expected:?}, got {line:?}");
+        line.split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_owned()
+    };
+    let url_commands = url("command API listening");
+    let query_url = url("query API listening");
+    Running { child, url: url_commands, query_url }
 }
 
 /// Ctrl-C, then the process must exit 0 promptly.
@@ -74,6 +81,71 @@ async fn post(url: &str, body: &str) -> (u16, Option<String>, Value) {
 async fn get(url: &str, path: &str) -> (u16, Value) {
     let r = reqwest::get(format!("{url}{path}")).await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn given_the_running_system_when_an_order_is_posted_or_amended_then_reports_with_consistent_with_show_it_at_once()
+{
+    let cwd = tempfile::tempdir().unwrap();
+    let running = start(cwd.path(), &[]);
+    let client = reqwest::Client::new();
+    let report = |path: String| {
+        let client = client.clone();
+        let url = format!("{}{path}", running.query_url);
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            let position = r.headers().get("x-projection-position").map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), position, r.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Given an order posted with its date
+    let (status, _, created) = post(
+        &running.url,
+        r#"{"orderId":"6119","orderDate":"2022-10-13","items":[{"itemid":"z3333","quantity":6,"unitPrice":"2.50"},{"itemid":"z4444","quantity":3}]}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let v1 = created["version"].as_u64().unwrap();
+
+    // When both reports are read with consistentWith, then the same call has the new numbers
+    let (status, position, items) = report(format!("/itemSalesReport?consistentWith=6119:{v1}")).await;
+    assert_eq!(status, 200);
+    assert!(position.unwrap().starts_with("embedded="), "the position read at is in a header");
+    assert_eq!(
+        items,
+        json!([
+            {"itemid":"z3333","totalordered":6,"totalrevenue":"15","ordercount":1,"lastorderdate":"2022-10-13"},
+            {"itemid":"z4444","totalordered":3,"totalrevenue":"0","ordercount":1,"lastorderdate":"2022-10-13"}
+        ])
+    );
+    let (status, _, months) = report(format!("/monthlySalesByItem/z3333?consistentWith=6119:{v1}")).await;
+    assert_eq!((status, months), (200, json!([{"monthyear":"October 2022","month":"2022-10","monthlyordered":6}])));
+
+    // When it is amended, then the report read with the new version shows the amendment
+    let r = client
+        .put(format!("{}/orders/6119", running.url))
+        .header("content-type", "application/json")
+        .header("if-match", format!("\"{v1}\""))
+        .body(r#"{"items":[{"itemid":"z3333","quantity":10}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v2 = r.json::<Value>().await.unwrap()["version"].as_u64().unwrap();
+    let (status, _, items) = report(format!("/itemSalesReport?consistentWith=6119:{v2}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        items,
+        json!([{"itemid":"z3333","totalordered":10,"totalrevenue":"0","ordercount":1,"lastorderdate":"2022-10-13"}])
+    );
+
+    // And a version that will never be projected is answered 503 with Retry-After once the bound passes
+    let started = Instant::now();
+    let r = client.get(format!("{}/itemSalesReport?consistentWith=6119:99", running.query_url)).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["retry-after"].to_str().unwrap()), (503, "1"));
+    assert!(started.elapsed() < Duration::from_secs(7), "bounded wait (5 s)");
+    interrupt(running);
 }
 
 #[tokio::test]

@@ -15,7 +15,10 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::db::{Arg, DbRow, Mode, Pool, Tx};
+
+mod reports;
 use crate::dialect::{Col, Dialect, RowSet, Val};
+pub use reports::{Cursor, ItemPage, ItemQuery, ItemRow, ItemSort, MonthRow, PositionRow, ProjectedVersion, ReadAt};
 
 /// Rows per multi-row statement: at most 8 columns x 2,000 rows = 16,000 parameters, inside every backend's limit
 /// (SQLite 32,766; PostgreSQL and MySQL 65,535). Fewer, larger statements are what make a batch cheap.

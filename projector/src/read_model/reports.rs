@@ -1,0 +1,350 @@
+//! The reports, read from the aggregates the projector maintains (never by grouping the lines per request), each
+//! in one read-only snapshot together with the projection positions it reflects.
+
+use super::*;
+
+/// What the item report is sorted by; `itemid` always breaks ties, in the same direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemSort {
+    ItemId,
+    TotalOrdered,
+    TotalRevenue,
+    OrderCount,
+    LastOrderDate,
+}
+
+impl ItemSort {
+    pub const ALL: [ItemSort; 5] = [
+        ItemSort::ItemId,
+        ItemSort::TotalOrdered,
+        ItemSort::TotalRevenue,
+        ItemSort::OrderCount,
+        ItemSort::LastOrderDate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemSort::ItemId => "itemid",
+            ItemSort::TotalOrdered => "totalordered",
+            ItemSort::TotalRevenue => "totalrevenue",
+            ItemSort::OrderCount => "ordercount",
+            ItemSort::LastOrderDate => "lastorderdate",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<ItemSort> {
+        ItemSort::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// Where a page ends: the last row's sort value and item. Its text form (`<value>~<itemid>`) is what clients get
+/// back in the next page's URL; neither part can contain `~`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    value: CursorValue,
+    itemid: ItemId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CursorValue {
+    None,
+    Int(i64),
+    Decimal(Decimal),
+    Time(DateTime<Utc>),
+}
+
+impl Cursor {
+    fn after(sort: ItemSort, row: &ItemRow) -> Cursor {
+        let value = match sort {
+            ItemSort::ItemId => CursorValue::None,
+            ItemSort::TotalOrdered => CursorValue::Int(row.totalordered),
+            ItemSort::OrderCount => CursorValue::Int(row.ordercount),
+            ItemSort::TotalRevenue => CursorValue::Decimal(row.totalrevenue),
+            ItemSort::LastOrderDate => row.lastorderdate.map(CursorValue::Time).unwrap_or(CursorValue::None),
+        };
+        Cursor { value, itemid: row.itemid.clone() }
+    }
+
+    pub fn encode(&self) -> String {
+        let value = match &self.value {
+            CursorValue::None => String::new(),
+            CursorValue::Int(i) => i.to_string(),
+            CursorValue::Decimal(d) => d.normalize().to_string(),
+            CursorValue::Time(t) => domain::order::format_time(t),
+        };
+        format!("{value}~{}", self.itemid)
+    }
+
+    /// The cursor `raw` for a report sorted by `sort`; `None` if it is not one this report could have issued.
+    pub fn decode(sort: ItemSort, raw: &str) -> Option<Cursor> {
+        let (value, item) = raw.split_once('~')?;
+        let itemid = ItemId::parse(item).ok()?;
+        let value = match sort {
+            ItemSort::ItemId if value.is_empty() => CursorValue::None,
+            ItemSort::ItemId => return None,
+            ItemSort::TotalOrdered | ItemSort::OrderCount => CursorValue::Int(value.parse().ok()?),
+            ItemSort::TotalRevenue => CursorValue::Decimal(Decimal::from_str(value).ok()?),
+            ItemSort::LastOrderDate => CursorValue::Time(domain::order::parse_time(value)?),
+        };
+        Some(Cursor { value, itemid })
+    }
+}
+
+/// One page request of the item report.
+#[derive(Debug, Clone)]
+pub struct ItemQuery {
+    pub sort: ItemSort,
+    pub descending: bool,
+    /// `None`: the whole report.
+    pub limit: Option<usize>,
+    pub after: Option<Cursor>,
+}
+
+/// One item of the report. Revenue counts only lines whose price is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRow {
+    pub itemid: ItemId,
+    pub totalordered: i64,
+    pub totalrevenue: Decimal,
+    pub ordercount: i64,
+    pub lastorderdate: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemPage {
+    pub rows: Vec<ItemRow>,
+    /// Set when more rows follow.
+    pub next: Option<Cursor>,
+    pub read_at: ReadAt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthRow {
+    pub month: SaleMonth,
+    pub monthlyordered: i64,
+}
+
+/// The projection positions a read reflects (the same snapshot as the rows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadAt {
+    pub positions: Vec<PositionRow>,
+}
+
+impl ReadAt {
+    /// `source=sequence` pairs, comma-separated, in source order: the header value.
+    pub fn header_value(&self) -> String {
+        let pairs: Vec<String> =
+            self.positions.iter().map(|p| format!("{}={}", p.source, p.sequence.as_str())).collect();
+        if pairs.is_empty() { "none".to_owned() } else { pairs.join(", ") }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionRow {
+    pub source: String,
+    pub sequence: Sequence,
+    /// When the last applied change happened in the write model.
+    pub last_changed_at: DateTime<Utc>,
+    /// When it was applied to the read model.
+    pub applied_at: DateTime<Utc>,
+}
+
+/// An order's newest projected version, live or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectedVersion(pub Version);
+
+impl ReadModel {
+    /// A read-only transaction whose reads all see one snapshot.
+    async fn read_snapshot(&self) -> Result<Tx> {
+        let mut tx = self.pool.begin().await?;
+        if self.dialect == Dialect::Postgres {
+            // MySQL/InnoDB reads are repeatable within a transaction by default; SQLite reads one WAL snapshot.
+            Stmt::new("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY".into()).run(&mut tx).await?;
+        }
+        Ok(tx)
+    }
+
+    async fn read_positions(&self, tx: &mut Tx) -> Result<Vec<PositionRow>> {
+        let d = self.dialect;
+        let sql = format!(
+            "SELECT source, sequence, {}, {} FROM projection_positions ORDER BY source",
+            d.time_out("last_changed_at"),
+            d.time_out("applied_at")
+        );
+        Stmt::new(sql)
+            .fetch(tx)
+            .await?
+            .iter()
+            .map(|r| {
+                let seq = get_text(r, 1)?;
+                Ok(PositionRow {
+                    source: get_text(r, 0)?,
+                    sequence: Sequence::parse(&seq).ok_or_else(|| corrupt(format!("sequence {seq:?}")))?,
+                    last_changed_at: get_time(r, 2)?,
+                    applied_at: get_time(r, 3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every source's position.
+    pub async fn positions(&self) -> Result<Vec<PositionRow>> {
+        let mut tx = self.read_snapshot().await?;
+        self.read_positions(&mut tx).await
+    }
+
+    /// The newest version projected for `order`, whether it is live or removed; `None` if nothing is.
+    pub async fn projected_version(&self, order: &OrderId) -> Result<Option<ProjectedVersion>> {
+        let d = self.dialect;
+        let mut tx = self.pool.begin().await?;
+        let mut newest = None;
+        for table in ["orders", "order_tombstones"] {
+            let sql = format!("SELECT version FROM {table} WHERE orderid = {}", d.param(1, Col::Text));
+            for r in Stmt::new(sql).text(order.as_str()).fetch(&mut tx).await? {
+                newest = newest.max(Some(version(r.int(0)?)?));
+            }
+        }
+        Ok(newest.map(ProjectedVersion))
+    }
+
+    /// The item report, or one page of it.
+    pub async fn item_report(&self, query: &ItemQuery) -> Result<ItemPage> {
+        let d = self.dialect;
+        // The sort as (expression, parameter type) keys; itemid last, compared bytewise on every backend. Keys are
+        // qualified: an ORDER BY name would otherwise mean the selected column of that name (text on PostgreSQL).
+        let itemid_key = match d {
+            Dialect::Postgres => "s.itemid COLLATE \"C\"",
+            Dialect::MySql | Dialect::Sqlite => "s.itemid",
+        };
+        let mut keys: Vec<(&str, Col)> = match query.sort {
+            ItemSort::ItemId => vec![],
+            ItemSort::TotalOrdered => vec![("s.totalordered", Col::Int)],
+            ItemSort::OrderCount => vec![("s.ordercount", Col::Int)],
+            ItemSort::LastOrderDate => vec![("s.lastorderdate", Col::Time)],
+            // SQLite keeps decimals as canonical text: exact order is (digits before the point, then the text).
+            ItemSort::TotalRevenue if d == Dialect::Sqlite => {
+                vec![("instr(s.totalrevenue || '.', '.')", Col::Int), ("s.totalrevenue", Col::Text)]
+            }
+            ItemSort::TotalRevenue => vec![("s.totalrevenue", Col::Decimal)],
+        };
+        keys.push((itemid_key, Col::Text));
+        let mut stmt_args: Vec<Val> = Vec::new();
+        let mut filter = String::new();
+        if let Some(after) = &query.after {
+            let mut values: Vec<Val> = match (&after.value, query.sort) {
+                (CursorValue::None, _) => vec![],
+                (CursorValue::Int(i), _) => vec![Val::Int(*i)],
+                (CursorValue::Time(t), _) => vec![Val::Text(d.time_value(t))],
+                (CursorValue::Decimal(v), _) if d == Dialect::Sqlite => {
+                    let text = v.normalize().to_string();
+                    let digits = text.find('.').unwrap_or(text.len()) + 1;
+                    vec![Val::Int(digits as i64), Val::Text(text)]
+                }
+                (CursorValue::Decimal(v), _) => vec![Val::Text(v.normalize().to_string())],
+            };
+            values.push(Val::Text(after.itemid.to_string()));
+            if values.len() != keys.len() {
+                return Err(corrupt("a cursor that does not fit its sort"));
+            }
+            // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ... ; `<` when descending.
+            let cmp = if query.descending { "<" } else { ">" };
+            let mut ors = Vec::new();
+            for n in 0..keys.len() {
+                let mut ands = Vec::new();
+                for (i, (expr, col)) in keys.iter().enumerate().take(n + 1) {
+                    let op = if i == n { cmp } else { "=" };
+                    stmt_args.push(values[i].clone());
+                    ands.push(format!("{expr} {op} {}", d.param(stmt_args.len(), *col)));
+                }
+                ors.push(format!("({})", ands.join(" AND ")));
+            }
+            filter = format!(" AND ({})", ors.join(" OR "));
+        }
+        let dir = if query.descending { "DESC" } else { "ASC" };
+        let order: Vec<String> = keys.iter().map(|(e, _)| format!("{e} {dir}")).collect();
+        let limit = query.limit.map(|n| format!(" LIMIT {}", n + 1)).unwrap_or_default();
+        let sql = format!(
+            "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales s WHERE s.ordercount > 0{filter} ORDER BY {}{limit}",
+            d.decimal_out("totalrevenue"),
+            d.time_out("lastorderdate"),
+            order.join(", ")
+        );
+        let stmt = stmt_args.into_iter().fold(Stmt::new(sql), |s, v| match v {
+            Val::Text(t) => s.text(t),
+            Val::Int(i) => s.int(i),
+            Val::Null => s.opt_text(None),
+        });
+        let mut tx = self.read_snapshot().await?;
+        let mut rows = stmt
+            .fetch(&mut tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ItemRow {
+                    itemid: item_id(&get_text(r, 0)?)?,
+                    totalordered: r.int(1)?,
+                    totalrevenue: get_decimal(r, 2)?.normalize(),
+                    ordercount: r.int(3)?,
+                    lastorderdate: get_opt_time(r, 4)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next = match query.limit {
+            Some(n) if rows.len() > n => {
+                rows.truncate(n);
+                rows.last().map(|last| Cursor::after(query.sort, last))
+            }
+            _ => None,
+        };
+        let read_at = ReadAt { positions: self.read_positions(&mut tx).await? };
+        Ok(ItemPage { rows, next, read_at })
+    }
+
+    /// Quantity per UTC month for `item`, newest month first; empty for an item nothing counts.
+    pub async fn monthly_report(&self, item: &ItemId) -> Result<(Vec<MonthRow>, ReadAt)> {
+        let sql = format!(
+            "SELECT sale_month, monthlyordered FROM item_monthly_sales WHERE itemid = {} AND monthlyordered > 0 \
+             ORDER BY sale_month DESC",
+            self.dialect.param(1, Col::Text)
+        );
+        let mut tx = self.read_snapshot().await?;
+        let rows = Stmt::new(sql)
+            .text(item.as_str())
+            .fetch(&mut tx)
+            .await?
+            .iter()
+            .map(|r| {
+                let raw = get_text(r, 0)?;
+                let month = SaleMonth::parse(raw.trim()).ok_or_else(|| corrupt(format!("sale month {raw:?}")))?;
+                Ok(MonthRow { month, monthlyordered: r.int(1)? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let read_at = ReadAt { positions: self.read_positions(&mut tx).await? };
+        Ok((rows, read_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_for_its_own_sort_and_is_refused_for_another() {
+        let row = ItemRow {
+            itemid: ItemId::parse("z:3333").unwrap(),
+            totalordered: 12,
+            totalrevenue: Decimal::from_str("15.0006").unwrap(),
+            ordercount: 2,
+            lastorderdate: domain::order::parse_time("2022-11-02T00:00:00Z"),
+        };
+        for sort in ItemSort::ALL {
+            let cursor = Cursor::after(sort, &row);
+            assert_eq!(Cursor::decode(sort, &cursor.encode()), Some(cursor.clone()), "{sort:?}");
+        }
+        assert_eq!(Cursor::after(ItemSort::TotalRevenue, &row).encode(), "15.0006~z:3333");
+        assert_eq!(Cursor::decode(ItemSort::ItemId, "12~z3333"), None);
+        assert_eq!(Cursor::decode(ItemSort::TotalOrdered, "x~z3333"), None);
+        assert_eq!(Cursor::decode(ItemSort::TotalOrdered, "12~bad id"), None);
+        assert_eq!(Cursor::decode(ItemSort::TotalOrdered, "12"), None);
+    }
+}

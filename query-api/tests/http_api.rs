@@ -1,0 +1,269 @@
+//! The query API through its Router (no socket), on a real SQLite read model in a temp dir: the reports' exact
+//! numbers, sorting and paging, hostile input, read-your-writes, caching headers and the error shape. (The same
+//! report queries run on PostgreSQL and MariaDB in the projector's read-model suite.)
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use domain::testkit::{change, order};
+use domain::{ChangeKind, Order};
+use http_body_util::BodyExt;
+use projector::ReadModel;
+use query_api::{Settings, app};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    fn error_code(&self) -> &str {
+        assert_eq!(self.header("content-type"), "application/json", "errors are JSON");
+        assert!(self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.body);
+        self.body["error"]["code"].as_str().expect("error has a code")
+    }
+}
+
+async fn get(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = Request::builder().uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("bodies are JSON") };
+    Reply { status, headers, body }
+}
+
+struct Fixture {
+    model: Arc<ReadModel>,
+    app: Router,
+    _dir: tempfile::TempDir,
+    orders: Vec<Order>,
+}
+
+fn settings() -> Settings {
+    Settings { consistency_wait: Duration::from_millis(300), poll_every: Duration::from_millis(5) }
+}
+
+/// The earlier example (orders 6119 and 6120), an order across the year boundary, a cancelled and a removed one.
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let model = ReadModel::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("rm.db").display())).unwrap();
+    model.migrate().await.unwrap();
+    let o = |json: &str| order(json, "2026-11-21T09:00:00Z");
+    let orders = vec![
+        o(
+            r#"{"orderId":"6119","orderDate":"2022-10-13T09:00:00Z","items":[{"itemid":"z3333","quantity":6,"unitPrice":"2.50"},{"itemid":"z4444","quantity":3}]}"#,
+        ),
+        o(
+            r#"{"orderId":"6120","orderDate":"2022-11-02T00:00:00Z","items":[{"itemid":"z3333","quantity":6,"unitPrice":"0.0001"}]}"#,
+        ),
+        o(r#"{"orderId":"6121","orderDate":"2021-12-31T23:59:59.999Z","items":[{"itemid":"z3333","quantity":2}]}"#),
+        o(r#"{"orderId":"6122","orderDate":"2023-01-05T00:00:00Z","items":[{"itemid":"z3333","quantity":50}]}"#),
+        o(r#"{"orderId":"6123","orderDate":"2023-02-05T00:00:00Z","items":[{"itemid":"z5555","quantity":7}]}"#),
+    ];
+    let mut changes: Vec<_> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, o)| change(ChangeKind::Insert, None, Some(o), "embedded", i as u64 + 1))
+        .collect();
+    let cancelled =
+        Order { status: domain::OrderStatus::Cancelled, version: orders[3].version.next(), ..orders[3].clone() };
+    changes.push(change(ChangeKind::Modify, Some(&orders[3]), Some(&cancelled), "embedded", 6));
+    changes.push(change(ChangeKind::Remove, Some(&orders[4]), None, "embedded", 7));
+    model.apply(&changes).await.unwrap();
+    let model = Arc::new(model);
+    Fixture { app: app(model.clone(), settings()), model, _dir: dir, orders }
+}
+
+#[tokio::test]
+async fn given_the_earlier_example_then_the_item_report_has_exactly_its_numbers_with_honest_caching_headers() {
+    let f = fixture().await;
+    let r = get(&f.app, "/itemSalesReport", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body,
+        json!([
+            {"itemid":"z3333","totalordered":14,"totalrevenue":"15.0006","ordercount":3,"lastorderdate":"2022-11-02"},
+            {"itemid":"z4444","totalordered":3,"totalrevenue":"0","ordercount":1,"lastorderdate":"2022-10-13"}
+        ]),
+        "the cancelled 6122 and the removed 6123 count for nothing"
+    );
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header("cache-control"), "no-cache");
+    assert_eq!(r.header("x-projection-position"), "embedded=7");
+    assert!(r.header("etag").starts_with("W/\""), "{}", r.header("etag"));
+}
+
+#[tokio::test]
+async fn given_months_across_a_year_boundary_then_the_monthly_report_is_newest_first_in_utc() {
+    let f = fixture().await;
+    let r = get(&f.app, "/monthlySalesByItem/z3333", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body,
+        json!([
+            {"monthyear":"November 2022","month":"2022-11","monthlyordered":6},
+            {"monthyear":"October 2022","month":"2022-10","monthlyordered":6},
+            {"monthyear":"December 2021","month":"2021-12","monthlyordered":2}
+        ])
+    );
+    for unknown in ["/monthlySalesByItem/z9999", "/monthlySalesByItem/z333", "/monthlySalesByItem/z5555"] {
+        let r = get(&f.app, unknown, &[]).await;
+        assert_eq!((r.status, r.body), (StatusCode::OK, json!([])), "{unknown}: unknown, a prefix, or removed");
+    }
+}
+
+#[tokio::test]
+async fn given_hostile_item_ids_then_the_answer_is_400_never_a_5xx_and_nothing_is_matched_by_prefix() {
+    let f = fixture().await;
+    let long = "z".repeat(10 * 1024);
+    for id in ["'%3B%20DROP%20TABLE%20orders%3B%20--", long.as_str(), "z%C3%A9", "z3333%00", "%20z3333", "a%2Fb"] {
+        let r = get(&f.app, &format!("/monthlySalesByItem/{id}"), &[]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{id:.40}: {}", r.body);
+        assert_eq!(r.error_code(), "invalid_itemid");
+    }
+    let r = get(&f.app, "/itemSalesReport", &[]).await;
+    assert_eq!(r.body.as_array().map(Vec::len), Some(2), "the tables are intact");
+}
+
+#[tokio::test]
+async fn given_a_limit_then_link_headers_page_through_the_whole_report_in_any_sort() {
+    let f = fixture().await;
+    for (sort, first) in
+        [("itemid&order=asc", "z3333"), ("totalordered&order=desc", "z3333"), ("lastorderdate", "z4444")]
+    {
+        let whole = get(&f.app, &format!("/itemSalesReport?sort={sort}"), &[]).await.body;
+        assert_eq!(whole[0]["itemid"], first, "{sort}");
+        let mut next = Some(format!("/itemSalesReport?sort={sort}&limit=1"));
+        let mut paged = Vec::new();
+        while let Some(uri) = next.take() {
+            let r = get(&f.app, &uri, &[]).await;
+            assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.body);
+            paged.extend(r.body.as_array().unwrap().iter().cloned());
+            let link = r.header("link");
+            if !link.is_empty() {
+                assert!(link.ends_with(">; rel=\"next\""), "{link}");
+                next = Some(link.trim_start_matches('<').split('>').next().unwrap().to_owned());
+            }
+        }
+        assert_eq!(Value::Array(paged), whole, "{sort}");
+    }
+}
+
+#[tokio::test]
+async fn given_bad_parameters_then_400_with_a_code_naming_the_problem() {
+    let f = fixture().await;
+    for (uri, code) in [
+        ("/itemSalesReport?limit=0", "invalid_limit"),
+        ("/itemSalesReport?limit=1001", "invalid_limit"),
+        ("/itemSalesReport?limit=ten", "invalid_limit"),
+        ("/itemSalesReport?sort=price", "invalid_sort"),
+        ("/itemSalesReport?sort=itemid;DROP", "invalid_sort"),
+        ("/itemSalesReport?order=up", "invalid_order"),
+        ("/itemSalesReport?limit=1&cursor=garbage", "invalid_cursor"),
+        ("/itemSalesReport?limit=1&sort=totalordered&cursor=~z3333", "invalid_cursor"),
+        ("/itemSalesReport?cursor=~z3333", "invalid_cursor"),
+        ("/itemSalesReport?limit=1&limit=2", "repeated_parameter"),
+        ("/itemSalesReport?page=2", "unknown_parameter"),
+        ("/itemSalesReport?consistentWith=6119", "invalid_consistent_with"),
+        ("/itemSalesReport?consistentWith=6119:0", "invalid_consistent_with"),
+        ("/itemSalesReport?consistentWith=bad%20id:1", "invalid_consistent_with"),
+        ("/monthlySalesByItem/z3333?limit=1", "unknown_parameter"),
+    ] {
+        let r = get(&f.app, uri, &[]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}: {}", r.body);
+        assert_eq!(r.error_code(), code, "{uri}");
+    }
+    let r = get(&f.app, "/nothing", &[]).await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::NOT_FOUND, "not_found"));
+    let response = f.app.clone().oneshot(Request::post("/itemSalesReport").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn given_an_etag_then_the_same_position_answers_304_and_a_new_change_answers_200_with_a_new_tag() {
+    let f = fixture().await;
+    let first = get(&f.app, "/itemSalesReport", &[]).await;
+    let tag = first.header("etag").to_owned();
+    let again = get(&f.app, "/itemSalesReport", &[("if-none-match", &tag)]).await;
+    assert_eq!((again.status, again.body.clone()), (StatusCode::NOT_MODIFIED, Value::Null));
+    assert_eq!(again.header("etag"), tag);
+    let other = get(&f.app, "/itemSalesReport?sort=totalordered", &[("if-none-match", &tag)]).await;
+    assert_eq!(other.status, StatusCode::OK, "a different request is a different resource");
+
+    let amended = Order { version: f.orders[2].version.next(), ..f.orders[2].clone() };
+    f.model.apply(&[change(ChangeKind::Modify, Some(&f.orders[2]), Some(&amended), "embedded", 8)]).await.unwrap();
+    let moved = get(&f.app, "/itemSalesReport", &[("if-none-match", &tag)]).await;
+    assert_eq!(moved.status, StatusCode::OK);
+    assert_ne!(moved.header("etag"), tag);
+    assert_eq!(moved.header("x-projection-position"), "embedded=8");
+}
+
+#[tokio::test]
+async fn given_consistent_with_then_the_call_waits_for_that_version_and_gives_up_with_503_after_the_bound() {
+    let f = fixture().await;
+    // Already projected (a removed order counts at the version it was removed at)
+    let r = get(&f.app, "/itemSalesReport?consistentWith=6119:1&consistentWith=6123:1", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Not yet: bounded wait, then 503 with Retry-After
+    let started = Instant::now();
+    let r = get(&f.app, "/monthlySalesByItem/z3333?consistentWith=6119:2", &[]).await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::SERVICE_UNAVAILABLE, "not_yet_consistent"));
+    assert_eq!(r.header("retry-after"), "1");
+    assert!(started.elapsed() >= Duration::from_millis(300) && started.elapsed() < Duration::from_secs(2));
+
+    // Projected while the request waits: answered with the new numbers in the same call
+    let amended =
+        Order { version: f.orders[0].version.next(), items: f.orders[1].items.clone(), ..f.orders[0].clone() };
+    let model = f.model.clone();
+    let before = f.orders[0].clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        model.apply(&[change(ChangeKind::Modify, Some(&before), Some(&amended), "embedded", 8)]).await.unwrap();
+    });
+    let r = get(&f.app, "/itemSalesReport?consistentWith=6119:2", &[]).await;
+    writer.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body[0],
+        json!({"itemid":"z3333","totalordered":14,"totalrevenue":"0.0012","ordercount":3,"lastorderdate":"2022-11-02"})
+    );
+    assert_eq!(r.body.as_array().unwrap().len(), 1, "z4444 left with the amendment");
+}
+
+#[tokio::test]
+async fn given_the_projection_then_status_reports_each_source_with_its_lag() {
+    let f = fixture().await;
+    let r = get(&f.app, "/projection/status", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let sources = r.body["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!((sources[0]["source"].as_str(), sources[0]["sequence"].as_str()), (Some("embedded"), Some("7")));
+    assert!(sources[0]["lagSeconds"].is_number() && sources[0]["secondsSinceLastChange"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn given_the_database_unreachable_then_reports_answer_503_within_the_pool_timeout_not_a_hang() {
+    let model = Arc::new(ReadModel::connect("postgres://nobody@127.0.0.1:1/none").unwrap());
+    let app = app(model, settings());
+    let started = Instant::now();
+    let r = get(&app, "/itemSalesReport", &[]).await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+    assert_eq!(r.header("retry-after"), "1");
+    assert!(started.elapsed() < Duration::from_secs(15), "bounded by the pool's 10 s: {:?}", started.elapsed());
+}
