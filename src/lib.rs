@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_projector;
+pub mod bench_reports;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -41,6 +41,9 @@ enum Bench {
     Post(orders::bench::BenchArgs),
     /// Projection into PostgreSQL and MariaDB, next to one-INSERT-per-line and PostgreSQL COPY.
     Projector(orders::bench_projector::ProjectorArgs),
+    /// Both reports over HTTP with 1,000,000 orders in PostgreSQL, next to their raw SQL and the earlier
+    /// version's GROUP BY over every line.
+    Reports(orders::bench_reports::ReportsArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
             }
             Command::Bench(Bench::Post(args)) => orders::bench::run(args).await,
             Command::Bench(Bench::Projector(args)) => orders::bench_projector::run(args).await,
+            Command::Bench(Bench::Reports(args)) => orders::bench_reports::run(args).await,
         }
     });
     match result {

@@ -6,11 +6,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{
-    AssertSqlSafe, ColumnIndex, Decode, Executor, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite, SqlitePool,
-    Transaction, Type, ValueRef,
+    AssertSqlSafe, Column, ColumnIndex, Decode, Executor, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite, SqlitePool,
+    Transaction, Type, TypeInfo, ValueRef,
 };
 
 use crate::dialect::Dialect;
@@ -64,7 +65,15 @@ impl DbRow {
         }
     }
 
-    /// Each column as an integer where it is one (of any width), else as text.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each column as an integer where its type is one (of any width), else as text.
     fn from_row<'r, R: Row>(row: &'r R) -> Result<DbRow, sqlx::Error>
     where
         usize: ColumnIndex<R>,
@@ -72,16 +81,22 @@ impl DbRow {
         i32: Type<R::Database> + Decode<'r, R::Database>,
         String: Type<R::Database> + Decode<'r, R::Database>,
     {
-        (0..row.len())
-            .map(|i| {
-                if row.try_get_raw(i)?.is_null() {
-                    Ok(Cell::Null)
-                } else if let Ok(v) = row.try_get::<i64, _>(i) {
-                    Ok(Cell::Int(v))
-                } else if let Ok(v) = row.try_get::<i32, _>(i) {
-                    Ok(Cell::Int(i64::from(v)))
-                } else {
-                    row.try_get::<String, _>(i).map(Cell::Text)
+        row.columns()
+            .iter()
+            .enumerate()
+            .map(|(i, column)| {
+                let raw = row.try_get_raw(i)?;
+                if raw.is_null() {
+                    return Ok(Cell::Null);
+                }
+                // The value's own type where the backend has one per value (SQLite), else the column's.
+                let integer = raw.type_info().name().contains("INT") || column.type_info().name().contains("INT");
+                if !integer {
+                    return row.try_get::<String, _>(i).map(Cell::Text);
+                }
+                match row.try_get::<i64, _>(i) {
+                    Ok(v) => Ok(Cell::Int(v)),
+                    Err(_) => row.try_get::<i32, _>(i).map(|v| Cell::Int(i64::from(v))),
                 }
             })
             .collect::<Result<_, _>>()
@@ -111,11 +126,15 @@ pub enum Pool {
     Sqlite(SqlitePool),
 }
 
-/// A transaction on one of the pools; dropped without `commit`, it rolls back.
+/// A transaction on one of the pools (dropped without `commit`, it rolls back), or a plain connection for a
+/// read that is one statement (a snapshot by itself) and needs no transaction's round trips.
 pub enum Tx {
     Postgres(Transaction<'static, Postgres>),
     MySql(Transaction<'static, MySql>),
     Sqlite(Transaction<'static, Sqlite>),
+    PostgresRead(PoolConnection<Postgres>),
+    MySqlRead(PoolConnection<MySql>),
+    SqliteRead(PoolConnection<Sqlite>),
 }
 
 /// How to reach the database beyond what the URL says.
@@ -241,6 +260,15 @@ impl Pool {
         })
     }
 
+    /// A connection for single-statement reads.
+    pub async fn read(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Pool::Postgres(p) => Tx::PostgresRead(p.acquire().await?),
+            Pool::MySql(p) => Tx::MySqlRead(p.acquire().await?),
+            Pool::Sqlite(p) => Tx::SqliteRead(p.acquire().await?),
+        })
+    }
+
     pub async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
             Pool::Postgres(p) => migrator.run(p).await,
@@ -272,6 +300,7 @@ impl Tx {
             Tx::Postgres(t) => t.commit().await,
             Tx::MySql(t) => t.commit().await,
             Tx::Sqlite(t) => t.commit().await,
+            Tx::PostgresRead(_) | Tx::MySqlRead(_) | Tx::SqliteRead(_) => Ok(()),
         }
     }
 
@@ -281,6 +310,9 @@ impl Tx {
             Tx::Postgres(t) => bound!(Postgres, sql, args).execute(&mut **t).await?.rows_affected(),
             Tx::MySql(t) => bound!(MySql, sql, args).execute(&mut **t).await?.rows_affected(),
             Tx::Sqlite(t) => bound!(Sqlite, sql, args).execute(&mut **t).await?.rows_affected(),
+            Tx::PostgresRead(c) => bound!(Postgres, sql, args).execute(&mut **c).await?.rows_affected(),
+            Tx::MySqlRead(c) => bound!(MySql, sql, args).execute(&mut **c).await?.rows_affected(),
+            Tx::SqliteRead(c) => bound!(Sqlite, sql, args).execute(&mut **c).await?.rows_affected(),
         })
     }
 
@@ -292,6 +324,15 @@ impl Tx {
             }
             Tx::MySql(t) => bound!(MySql, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect(),
             Tx::Sqlite(t) => bound!(Sqlite, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect(),
+            Tx::PostgresRead(c) => {
+                bound!(Postgres, sql, args).fetch_all(&mut **c).await?.iter().map(DbRow::from_row).collect()
+            }
+            Tx::MySqlRead(c) => {
+                bound!(MySql, sql, args).fetch_all(&mut **c).await?.iter().map(DbRow::from_row).collect()
+            }
+            Tx::SqliteRead(c) => {
+                bound!(Sqlite, sql, args).fetch_all(&mut **c).await?.iter().map(DbRow::from_row).collect()
+            }
         }
     }
 }

@@ -26,13 +26,22 @@ const CHUNK: usize = 2_000;
 
 /// The migrations of `migrations/<dialect>`, compiled in (sqlx's layout: `<version>_<description>.sql`). Listed
 /// here rather than found by sqlx's `migrate!` macro, which would pull its proc-macro build into every binary.
-const MIGRATIONS: &[(i64, &str, &str, &str, &str)] = &[(
-    1,
-    "read model",
-    include_str!("../../migrations/postgres/0001_read_model.sql"),
-    include_str!("../../migrations/mysql/0001_read_model.sql"),
-    include_str!("../../migrations/sqlite/0001_read_model.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str, &str)] = &[
+    (
+        1,
+        "read model",
+        include_str!("../../migrations/postgres/0001_read_model.sql"),
+        include_str!("../../migrations/mysql/0001_read_model.sql"),
+        include_str!("../../migrations/sqlite/0001_read_model.sql"),
+    ),
+    (
+        2,
+        "reports and reader",
+        include_str!("../../migrations/postgres/0002_reports_and_reader.sql"),
+        include_str!("../../migrations/mysql/0002_reports_and_reader.sql"),
+        include_str!("../../migrations/sqlite/0002_reports_and_reader.sql"),
+    ),
+];
 
 fn migrator(dialect: Dialect) -> Migrator {
     Migrator::with_migrations(

@@ -340,8 +340,8 @@ async fn given_mysql_iam_auth_then_the_token_only_ever_travels_over_tls() {
     }
 }
 
-/// The reports come from the aggregates; they must equal a recomputation from the final write model, sorted and
-/// paged the same on every backend.
+/// The reports come from the aggregates; they must equal a recomputation from the final write model and a GROUP BY
+/// over the projected lines, sorted and paged the same on every backend.
 #[tokio::test]
 async fn given_random_histories_then_both_reports_equal_a_recomputation_and_every_sort_pages_to_the_whole() {
     use projector::read_model::{Cursor, ItemQuery, ItemRow, ItemSort};
@@ -370,6 +370,9 @@ async fn given_random_histories_then_both_reports_equal_a_recomputation_and_ever
             let report = db.model.item_report(&whole(ItemSort::ItemId, false)).await.unwrap();
             assert_eq!(report.rows, expected, "{backend:?} seed {seed}: item report");
             assert_eq!(report.next, None);
+            let grouped = db.model.reports_by_grouping().await.unwrap();
+            assert_eq!(grouped.items, report.rows, "{backend:?} seed {seed}: aggregates = GROUP BY over the lines");
+            assert_eq!(grouped.months, totals.months, "{backend:?} seed {seed}: months = GROUP BY over the lines");
             for item in totals.items.keys() {
                 let (months, _) = db.model.monthly_report(item).await.unwrap();
                 let want: Vec<(String, i64)> = totals
@@ -412,6 +415,58 @@ async fn given_random_histories_then_both_reports_equal_a_recomputation_and_ever
                     assert_eq!(paged, all, "{backend:?} seed {seed}: pages of 2 by {sort:?} desc={descending}");
                 }
             }
+        }
+        db.drop_database().await;
+    }
+}
+
+/// The migrations create `orders_reader`: a user holding it reads every table and writes none.
+#[tokio::test]
+async fn given_a_user_with_the_reader_role_then_it_can_read_the_read_model_and_not_write_it() {
+    for backend in [Backend::Postgres, Backend::MariaDb] {
+        let db = fresh(backend).await;
+        let admin = db.admin_url.clone().unwrap();
+        let user = format!("{}_reader", db.name);
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap();
+        let (setup, reader_url, teardown) = match backend {
+            Backend::Postgres => (
+                vec![format!("CREATE ROLE {user} LOGIN IN ROLE orders_reader")],
+                format!(
+                    "{}/{}",
+                    admin.rsplit_once('/').unwrap().0.replacen("postgres@", &format!("{user}@"), 1),
+                    db.name
+                ),
+                vec![format!("DROP ROLE {user}")],
+            ),
+            _ => (
+                vec![
+                    format!("CREATE USER '{user}'@'127.0.0.1'"),
+                    format!("GRANT orders_reader TO '{user}'@'127.0.0.1'"),
+                    format!("SET DEFAULT ROLE orders_reader FOR '{user}'@'127.0.0.1'"),
+                ],
+                format!("{}/{}", admin.rsplit_once('/').unwrap().0.replacen("root@", &format!("{user}@"), 1), db.name),
+                vec![format!("DROP USER '{user}'@'127.0.0.1'")],
+            ),
+        };
+        for sql in &setup {
+            conn.execute(sqlx::AssertSqlSafe(sql.clone())).await.unwrap_or_else(|e| panic!("{backend:?} {sql}: {e}"));
+        }
+
+        let reader = ReadModel::connect(&reader_url).unwrap();
+        let report = reader.item_report(&projector::read_model::ItemQuery {
+            sort: projector::read_model::ItemSort::ItemId,
+            descending: false,
+            limit: None,
+            after: None,
+        });
+        assert_eq!(report.await.unwrap().rows, vec![], "{backend:?}: the reader reads");
+        let o = order(r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6}]}"#, "2026-11-21T09:00:00Z");
+        let err = reader.apply(&[change(ChangeKind::Insert, None, Some(&o), 1)]).await.unwrap_err().to_string();
+        assert!(err.contains("denied") || err.contains("permission"), "{backend:?}: the reader cannot write: {err}");
+        reader.close().await;
+
+        for sql in &teardown {
+            conn.execute(sqlx::AssertSqlSafe(sql.clone())).await.unwrap();
         }
         db.drop_database().await;
     }

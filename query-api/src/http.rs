@@ -152,7 +152,7 @@ fn respond(
     if let Ok(v) = HeaderValue::from_str(&tag) {
         h.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&read_at.header_value()) {
+    if let Ok(v) = HeaderValue::from_str(read_at.header_value()) {
         h.insert(POSITION_HEADER, v);
     }
     if let Some((name, value)) = extra

@@ -124,18 +124,14 @@ pub struct MonthRow {
     pub monthlyordered: i64,
 }
 
-/// The projection positions a read reflects (the same snapshot as the rows).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadAt {
-    pub positions: Vec<PositionRow>,
-}
+/// The projection positions a read reflects, read by the same statement as the rows (one snapshot on every
+/// backend, no explicit transaction): `source=sequence` pairs in source order, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadAt(String);
 
 impl ReadAt {
-    /// `source=sequence` pairs, comma-separated, in source order: the header value.
-    pub fn header_value(&self) -> String {
-        let pairs: Vec<String> =
-            self.positions.iter().map(|p| format!("{}={}", p.source, p.sequence.as_str())).collect();
-        if pairs.is_empty() { "none".to_owned() } else { pairs.join(", ") }
+    pub fn header_value(&self) -> &str {
+        &self.0
     }
 }
 
@@ -154,6 +150,42 @@ pub struct PositionRow {
 pub struct ProjectedVersion(pub Version);
 
 impl ReadModel {
+    /// `FROM (one row: the positions as one text) p`, to be LEFT JOINed with a report's rows so that one statement
+    /// reads both.
+    fn positions_row(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres => {
+                "(SELECT string_agg(source || '=' || sequence, ', ' ORDER BY source COLLATE \"C\") AS pos \
+                 FROM projection_positions) p"
+            }
+            // GROUP_CONCAT would cut the list at group_concat_max_len (1,024 bytes by default on MySQL); a JSON
+            // array has no such limit, and is put in order here.
+            Dialect::MySql => {
+                "(SELECT CAST(JSON_ARRAYAGG(JSON_ARRAY(source, sequence)) AS CHAR) AS pos FROM projection_positions) p"
+            }
+            Dialect::Sqlite => {
+                "(SELECT group_concat(source || '=' || sequence, ', ' ORDER BY source) AS pos \
+                 FROM projection_positions) p"
+            }
+        }
+    }
+
+    /// The positions column (the last) of a report's first row; there always is one.
+    fn read_at(&self, first: Option<&DbRow>) -> Result<ReadAt> {
+        let row = first.ok_or_else(|| corrupt("a report read returned no positions row"))?;
+        let last = row.len().checked_sub(1).ok_or_else(|| corrupt("a report row without columns"))?;
+        let Some(text) = row.opt_text(last)? else {
+            return Ok(ReadAt("none".to_owned()));
+        };
+        if self.dialect != Dialect::MySql {
+            return Ok(ReadAt(text));
+        }
+        let mut pairs: Vec<(String, String)> =
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("positions {text:?}: {e}")))?;
+        pairs.sort();
+        Ok(ReadAt(pairs.iter().map(|(s, q)| format!("{s}={q}")).collect::<Vec<_>>().join(", ")))
+    }
+
     /// A read-only transaction whose reads all see one snapshot.
     async fn read_snapshot(&self) -> Result<Tx> {
         let mut tx = self.pool.begin().await?;
@@ -189,7 +221,7 @@ impl ReadModel {
 
     /// Every source's position.
     pub async fn positions(&self) -> Result<Vec<PositionRow>> {
-        let mut tx = self.read_snapshot().await?;
+        let mut tx = self.pool.read().await?;
         self.read_positions(&mut tx).await
     }
 
@@ -263,10 +295,13 @@ impl ReadModel {
         let dir = if query.descending { "DESC" } else { "ASC" };
         let order: Vec<String> = keys.iter().map(|(e, _)| format!("{e} {dir}")).collect();
         let limit = query.limit.map(|n| format!(" LIMIT {}", n + 1)).unwrap_or_default();
+        // Filters go in the join condition: with no item to show, the positions' row still comes back.
         let sql = format!(
-            "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales s WHERE s.ordercount > 0{filter} ORDER BY {}{limit}",
-            d.decimal_out("totalrevenue"),
-            d.time_out("lastorderdate"),
+            "SELECT s.itemid, s.totalordered, {}, s.ordercount, {}, p.pos FROM {} LEFT JOIN item_sales s \
+             ON s.ordercount > 0{filter} ORDER BY {}{limit}",
+            d.decimal_out("s.totalrevenue"),
+            d.time_out("s.lastorderdate"),
+            self.positions_row(),
             order.join(", ")
         );
         let stmt = stmt_args.into_iter().fold(Stmt::new(sql), |s, v| match v {
@@ -274,11 +309,12 @@ impl ReadModel {
             Val::Int(i) => s.int(i),
             Val::Null => s.opt_text(None),
         });
-        let mut tx = self.read_snapshot().await?;
-        let mut rows = stmt
-            .fetch(&mut tx)
-            .await?
+        let mut tx = self.pool.read().await?;
+        let fetched = stmt.fetch(&mut tx).await?;
+        let read_at = self.read_at(fetched.first())?;
+        let mut rows = fetched
             .iter()
+            .filter(|r| r.opt_text(0).is_ok_and(|id| id.is_some()))
             .map(|r| {
                 Ok(ItemRow {
                     itemid: item_id(&get_text(r, 0)?)?,
@@ -296,31 +332,96 @@ impl ReadModel {
             }
             _ => None,
         };
-        let read_at = ReadAt { positions: self.read_positions(&mut tx).await? };
         Ok(ItemPage { rows, next, read_at })
     }
 
     /// Quantity per UTC month for `item`, newest month first; empty for an item nothing counts.
     pub async fn monthly_report(&self, item: &ItemId) -> Result<(Vec<MonthRow>, ReadAt)> {
         let sql = format!(
-            "SELECT sale_month, monthlyordered FROM item_monthly_sales WHERE itemid = {} AND monthlyordered > 0 \
-             ORDER BY sale_month DESC",
+            "SELECT m.sale_month, m.monthlyordered, p.pos FROM {} LEFT JOIN item_monthly_sales m \
+             ON m.itemid = {} AND m.monthlyordered > 0 ORDER BY m.sale_month DESC",
+            self.positions_row(),
             self.dialect.param(1, Col::Text)
         );
-        let mut tx = self.read_snapshot().await?;
-        let rows = Stmt::new(sql)
-            .text(item.as_str())
-            .fetch(&mut tx)
-            .await?
+        let mut tx = self.pool.read().await?;
+        let fetched = Stmt::new(sql).text(item.as_str()).fetch(&mut tx).await?;
+        let read_at = self.read_at(fetched.first())?;
+        let rows = fetched
             .iter()
+            .filter(|r| r.opt_text(0).is_ok_and(|m| m.is_some()))
             .map(|r| {
                 let raw = get_text(r, 0)?;
                 let month = SaleMonth::parse(raw.trim()).ok_or_else(|| corrupt(format!("sale month {raw:?}")))?;
                 Ok(MonthRow { month, monthlyordered: r.int(1)? })
             })
             .collect::<Result<Vec<_>>>()?;
-        let read_at = ReadAt { positions: self.read_positions(&mut tx).await? };
         Ok((rows, read_at))
+    }
+}
+
+/// The reports recomputed by grouping every counted line, the way the earlier version answered each request: what
+/// the aggregates replace. For tests (the aggregates must equal it) and the benchmark (what they save).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grouped {
+    pub items: Vec<ItemRow>,
+    pub months: BTreeMap<(ItemId, SaleMonth), i64>,
+}
+
+impl ReadModel {
+    pub async fn reports_by_grouping(&self) -> Result<Grouped> {
+        let d = self.dialect;
+        let int = |e: &str| match d {
+            Dialect::Postgres => format!("CAST({e} AS BIGINT)"),
+            Dialect::MySql => format!("CAST({e} AS SIGNED)"),
+            Dialect::Sqlite => format!("CAST({e} AS INTEGER)"),
+        };
+        // SQLite keeps prices as text, and its arithmetic on them would be floating point: there, revenue is
+        // summed here from the priced lines with exact decimals instead.
+        let revenue = match d {
+            Dialect::Sqlite => "'0'".to_owned(),
+            _ => d.decimal_out("SUM(COALESCE(i.quantity * i.unitprice, 0))"),
+        };
+        let sql = format!(
+            "SELECT i.itemid, {}, {revenue}, {}, {} FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
+             WHERE o.orderstatus = 'created' GROUP BY i.itemid",
+            int("SUM(i.quantity)"),
+            int("COUNT(*)"),
+            d.time_out("MAX(o.orderdate)")
+        );
+        let mut tx = self.read_snapshot().await?;
+        let mut items: BTreeMap<ItemId, ItemRow> = BTreeMap::new();
+        for r in Stmt::new(sql).fetch(&mut tx).await? {
+            let row = ItemRow {
+                itemid: item_id(&get_text(&r, 0)?)?,
+                totalordered: r.int(1)?,
+                totalrevenue: get_decimal(&r, 2)?.normalize(),
+                ordercount: r.int(3)?,
+                lastorderdate: get_opt_time(&r, 4)?,
+            };
+            items.insert(row.itemid.clone(), row);
+        }
+        if d == Dialect::Sqlite {
+            let sql = "SELECT i.itemid, i.quantity, i.unitprice FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
+                       WHERE o.orderstatus = 'created' AND i.unitprice IS NOT NULL";
+            for r in Stmt::new(sql.into()).fetch(&mut tx).await? {
+                let item = item_id(&get_text(&r, 0)?)?;
+                let line = Decimal::from(r.int(1)?) * get_decimal(&r, 2)?;
+                let row = items.get_mut(&item).ok_or_else(|| corrupt(format!("priced line of {item} not grouped")))?;
+                row.totalrevenue = (row.totalrevenue + line).normalize();
+            }
+        }
+        let sql = format!(
+            "SELECT i.itemid, o.sale_month, {} FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
+             WHERE o.orderstatus = 'created' GROUP BY i.itemid, o.sale_month",
+            int("SUM(i.quantity)")
+        );
+        let mut months = BTreeMap::new();
+        for r in Stmt::new(sql).fetch(&mut tx).await? {
+            let raw = get_text(&r, 1)?;
+            let month = SaleMonth::parse(raw.trim()).ok_or_else(|| corrupt(format!("sale month {raw:?}")))?;
+            months.insert((item_id(&get_text(&r, 0)?)?, month), r.int(2)?);
+        }
+        Ok(Grouped { items: items.into_values().collect(), months })
     }
 }
 

@@ -1,0 +1,192 @@
+//! `orders bench reports`: with 1,000,000 generated orders (~3 lines, 5,000 items, 36 months) projected into
+//! PostgreSQL, p50/p99 of both reports over HTTP, next to the raw SQL of our own reports and the earlier version's
+//! GROUP BY over every line, on the same database in the same run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use domain::change::Sequence;
+use domain::{ChangeKind, OrderChange, Position};
+use projector::ReadModel;
+use sqlx::{Connection, Executor, PgConnection};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportsArgs {
+    /// Orders in the read model (generated like `bench projector`'s, then projected by this projector).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub orders: usize,
+    /// Timed requests per endpoint (HTTP and raw SQL).
+    #[arg(long, default_value_t = 300)]
+    pub requests: usize,
+    /// Timed runs of the earlier version's GROUP BY (each reads every line).
+    #[arg(long, default_value_t = 10)]
+    pub grouped_runs: usize,
+    /// Start from a fresh database even if one from an earlier run with the same `--orders` exists.
+    #[arg(long)]
+    pub fresh: bool,
+    #[arg(long, env = "TEST_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub postgres: String,
+}
+
+/// Sorted latencies in microseconds → (p50, p99) in milliseconds.
+fn p50_p99(mut us: Vec<u64>) -> (f64, f64) {
+    us.sort_unstable();
+    let at = |p: f64| us.get(((us.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0) as f64 / 1e3;
+    (at(0.5), at(0.99))
+}
+
+/// Runs `$body` (an expression that may `.await` and `?`) 20 times to warm up, then `$n` times timed: (p50, p99).
+macro_rules! timed {
+    ($n:expr, |$i:ident| $body:expr) => {{
+        let n: usize = $n;
+        for $i in 0..n.min(20) {
+            $body;
+        }
+        let mut us = Vec::with_capacity(n);
+        for $i in 0..n {
+            let started = Instant::now();
+            $body;
+            us.push(started.elapsed().as_micros() as u64);
+        }
+        p50_p99(us)
+    }};
+}
+
+/// A database holding `orders` projected orders: reused from an earlier run unless `fresh`.
+async fn prepare(args: &ReportsArgs) -> anyhow::Result<String> {
+    let name = format!("bench_reports_{}", args.orders);
+    let url = format!("{}/{name}", args.postgres);
+    let admin = format!("{}/postgres", args.postgres);
+    let mut conn = PgConnection::connect(&admin).await.with_context(|| format!("cannot reach {admin}"))?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await?;
+    if exists && !args.fresh {
+        let mut db = PgConnection::connect(&url).await?;
+        let done: Option<String> =
+            sqlx::query_scalar("SELECT sequence FROM projection_positions WHERE source = 'bench'")
+                .fetch_optional(&mut db)
+                .await
+                .unwrap_or(None);
+        if done.as_deref() == Some(args.orders.to_string().as_str()) {
+            println!("reusing {name} (all {} orders projected; --fresh to rebuild)", args.orders);
+            return Ok(url);
+        }
+    }
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await?;
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+    let model = ReadModel::connect(&url)?;
+    model.migrate().await?;
+    let all = crate::bench_projector::orders(args.orders)?;
+    let started = Instant::now();
+    for (n, chunk) in all.chunks(5_000).enumerate() {
+        let changes = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let seq = Sequence::from((n * 5_000 + i + 1) as u64);
+                let position = Position { source: "bench".into(), sequence: seq };
+                OrderChange::new(ChangeKind::Insert, None, Some(o.clone()), position, o.created_at).map_err(Into::into)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        model.apply(&changes).await?;
+        if n % 20 == 19 {
+            println!(
+                "  projected {} of {} orders ({:.0} s)",
+                (n + 1) * 5_000,
+                all.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    model.close().await;
+    let mut db = PgConnection::connect(&url).await?;
+    db.execute("VACUUM ANALYZE").await?;
+    println!("projected {} orders in {:.0} s", all.len(), started.elapsed().as_secs_f64());
+    Ok(url)
+}
+
+pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
+    let url = prepare(&args).await?;
+    let model = Arc::new(ReadModel::connect(&url)?);
+    let items: Vec<String> = (0..args.requests).map(|i| format!("item-{}", (i * 7_919) % 5_000)).collect();
+
+    // Our reports over HTTP: the query API's Router on a local socket, one keep-alive client.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = query_api::app(model.clone(), query_api::Settings::default());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let full = client.get(format!("{base}/itemSalesReport")).send().await?.error_for_status()?.text().await?;
+    let item_count = serde_json::from_str::<serde_json::Value>(&full)?.as_array().map(Vec::len).unwrap_or(0);
+    println!("reports: {} orders; the item report has {item_count} items ({} KB)", args.orders, full.len() / 1024);
+    let http_items = timed!(args.requests, |_i| {
+        client.get(format!("{base}/itemSalesReport")).send().await?.error_for_status()?.bytes().await?
+    });
+    let http_month = timed!(args.requests, |i| {
+        let uri = format!("{base}/monthlySalesByItem/{}", items[i % items.len()]);
+        client.get(uri).send().await?.error_for_status()?.bytes().await?
+    });
+
+    // The raw SQL of our reports, on one connection.
+    let mut db = PgConnection::connect(&url).await?;
+    projector::nodelay::set_on_tcp_sockets();
+    let raw_items_sql = "SELECT itemid, totalordered, CAST(totalrevenue AS TEXT), ordercount, lastorderdate \
+                         FROM item_sales WHERE ordercount > 0 ORDER BY itemid COLLATE \"C\"";
+    let raw_month_sql = "SELECT sale_month, monthlyordered FROM item_monthly_sales \
+                         WHERE itemid = $1 AND monthlyordered > 0 ORDER BY sale_month DESC";
+    let raw_items = timed!(args.requests, |_i| sqlx::query(raw_items_sql).fetch_all(&mut db).await?);
+    let raw_month = timed!(args.requests, |i| {
+        sqlx::query(raw_month_sql).bind(&items[i % items.len()]).fetch_all(&mut db).await?
+    });
+
+    // The earlier version's SQL: a GROUP BY over every line per request (with no status, as it was; its monthly
+    // query grouped by a formatted month and ordered by the raw date, which PostgreSQL and MySQL's
+    // ONLY_FULL_GROUP_BY refuse, so the nearest query that runs orders by the group's latest date).
+    let old_items_sql = "SELECT i.itemid, SUM(i.quantity) AS totalordered, MAX(o.orderdate) AS lastorderdate \
+                         FROM orderitems i JOIN orders o ON o.orderid = i.orderid GROUP BY i.itemid";
+    let old_month_sql = "SELECT to_char(o.orderdate, 'FMMonth YYYY') AS monthyear, SUM(i.quantity) AS monthlyordered \
+                         FROM orders o JOIN orderitems i ON o.orderid = i.orderid WHERE i.itemid = $1 \
+                         GROUP BY to_char(o.orderdate, 'FMMonth YYYY') ORDER BY MAX(o.orderdate) DESC";
+    let old_items = timed!(args.grouped_runs, |_i| sqlx::query(old_items_sql).fetch_all(&mut db).await?);
+    let old_month = timed!(args.requests, |i| {
+        sqlx::query(old_month_sql).bind(&items[i % items.len()]).fetch_all(&mut db).await?
+    });
+
+    let row = |label: &str, (p50, p99): (f64, f64)| println!("  {label:<44} p50 {p50:>9.3} ms   p99 {p99:>9.3} ms");
+    println!("GET /itemSalesReport (all {item_count} items):");
+    row("HTTP, this query API", http_items);
+    row("raw SQL of this report", raw_items);
+    row("earlier SQL (GROUP BY over every line)", old_items);
+    println!("GET /monthlySalesByItem/{{itemid}}:");
+    row("HTTP, this query API", http_month);
+    row("raw SQL of this report", raw_month);
+    row("earlier SQL (GROUP BY over the item's lines)", old_month);
+    let check = |label: &str, value: f64, goal: &str, met: bool| {
+        println!("  {label:<52} {value:>8.1}   goal {goal:<8} {}", if met { "met" } else { "NOT met" });
+        met
+    };
+    println!("ratios (p50):");
+    let mut met = true;
+    met &= check(
+        "item report: earlier SQL / HTTP",
+        old_items.0 / http_items.0,
+        ">= 100x",
+        old_items.0 / http_items.0 >= 100.0,
+    );
+    met &= check(
+        "monthly: earlier SQL / HTTP",
+        old_month.0 / http_month.0,
+        ">= 100x",
+        old_month.0 / http_month.0 >= 100.0,
+    );
+    met &= check("item report over HTTP, ms", http_items.0, "<= 10", http_items.0 <= 10.0);
+    met &= check("monthly over HTTP, ms", http_month.0, "<= 5", http_month.0 <= 5.0);
+    met &= check("item report: HTTP / raw SQL", http_items.0 / raw_items.0, "<= 2x", http_items.0 / raw_items.0 <= 2.0);
+    met &= check("monthly: HTTP / raw SQL", http_month.0 / raw_month.0, "<= 2x", http_month.0 / raw_month.0 <= 2.0);
+    println!("goals: {}", if met { "met" } else { "NOT met" });
+    Ok(())
+}
