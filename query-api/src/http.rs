@@ -13,10 +13,11 @@ use chrono::{Datelike, NaiveDate, Utc};
 use domain::{ItemId, OrderId, Version};
 use projector::ReadModel;
 use projector::read_model::{Cursor, ItemQuery, ItemRow, ItemSort, MonthRow, ReadAt};
-use serde_json::{Value, json};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::error::QueryError;
+use crate::error::{ErrorBody, ErrorDetail, QueryError};
 
 /// The most rows one page of the item report may ask for.
 pub const MAX_LIMIT: usize = 1_000;
@@ -43,8 +44,19 @@ struct AppState {
     settings: Settings,
 }
 
+/// The OpenAPI 3.1 document of this API, generated from the handlers and types above.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "orders query API", description = "Reports from the read model, with read-your-writes."),
+    paths(item_report, monthly_report, status, health),
+    components(schemas(ItemSales, MonthlySales, ProjectionStatus, SourceStatus, Health, ErrorBody, ErrorDetail))
+)]
+pub struct ApiDoc;
+
 pub fn app(model: Arc<ReadModel>, settings: Settings) -> Router {
     Router::new()
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .merge(api_docs::routes("orders query API"))
         .route("/health", get(health))
         .route("/itemSalesReport", get(item_report))
         .route("/monthlySalesByItem/{itemid}", get(monthly_report))
@@ -54,9 +66,19 @@ pub fn app(model: Arc<ReadModel>, settings: Settings) -> Router {
         .with_state(AppState { model, settings })
 }
 
-async fn health(State(state): State<AppState>) -> Result<Json<Value>, QueryError> {
+#[utoipa::path(
+    get,
+    path = "/health",
+    description = "Whether the read model answers.",
+    responses(
+        (status = 200, description = "It does", body = Health),
+        (status = 503, description = "It does not", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
+async fn health(State(state): State<AppState>) -> Result<Json<Health>, QueryError> {
     state.model.positions().await?;
-    Ok(Json(json!({"status": "ok"})))
+    Ok(Json(Health { status: "ok".into() }))
 }
 
 /// The query string as (key, value) pairs, refusing keys outside `allowed` and repeats of all but `repeatable`.
@@ -137,7 +159,7 @@ fn respond(
     headers: &HeaderMap,
     read_at: &ReadAt,
     request: &str,
-    body: Value,
+    body: impl Serialize,
     extra: Option<(header::HeaderName, String)>,
 ) -> Response {
     let tag = etag(read_at, request);
@@ -163,16 +185,87 @@ fn respond(
     response
 }
 
-fn item_json(row: &ItemRow) -> Value {
-    json!({
-        "itemid": row.itemid.as_str(),
-        "totalordered": row.totalordered,
-        "totalrevenue": row.totalrevenue.normalize().to_string(),
-        "ordercount": row.ordercount,
-        "lastorderdate": row.lastorderdate.map(|d| d.format("%Y-%m-%d").to_string()),
-    })
+/// One item of `GET /itemSalesReport` (the earlier version's keys, numbers as numbers).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemSales {
+    #[schema(example = "z3333")]
+    pub itemid: String,
+    /// Units ordered, over orders that count (not cancelled, not removed).
+    #[schema(example = 12)]
+    pub totalordered: i64,
+    /// Exact decimal: the sum of quantity × unit price over lines whose price is known ("0" when none is).
+    #[schema(example = "15.0006")]
+    pub totalrevenue: String,
+    /// Orders with this item.
+    #[schema(example = 2)]
+    pub ordercount: i64,
+    /// The latest order date (UTC) among them.
+    #[schema(example = "2022-11-02", format = Date)]
+    pub lastorderdate: Option<String>,
 }
 
+impl From<&ItemRow> for ItemSales {
+    fn from(row: &ItemRow) -> ItemSales {
+        ItemSales {
+            itemid: row.itemid.to_string(),
+            totalordered: row.totalordered,
+            totalrevenue: row.totalrevenue.normalize().to_string(),
+            ordercount: row.ordercount,
+            lastorderdate: row.lastorderdate.map(|d| d.format("%Y-%m-%d").to_string()),
+        }
+    }
+}
+
+/// The query parameters of `GET /itemSalesReport` (documentation; they are parsed strictly from the raw query).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ItemReportParams {
+    /// Sort key: itemid (default), totalordered, totalrevenue, ordercount or lastorderdate; itemid breaks ties.
+    sort: Option<String>,
+    /// asc (default) or desc.
+    order: Option<String>,
+    /// Page size, 1-1000; without it the whole report comes back.
+    limit: Option<u32>,
+    /// Where the page starts: copy it from the previous page's `Link: <...>; rel="next"`.
+    cursor: Option<String>,
+    /// `<orderId>:<version>` (repeatable): answer only once that version (from the command API) is projected,
+    /// waiting up to 5 s, else 503.
+    #[param(rename = "consistentWith")]
+    consistent_with: Option<Vec<String>>,
+}
+
+/// The query parameter of `GET /monthlySalesByItem/{itemid}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct MonthlyParams {
+    /// `<orderId>:<version>` (repeatable), as for the item report.
+    #[param(rename = "consistentWith")]
+    consistent_with: Option<Vec<String>>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/itemSalesReport",
+    description = "Per item: units ordered, revenue where prices are known, order count and last order date, over \
+                   orders that count (not cancelled, not removed). Read from aggregates the projector maintains.",
+    params(ItemReportParams),
+    responses(
+        (status = 200, description = "The report, or one page of it", body = Vec<ItemSales>, headers(
+            ("ETag" = String, description = "Changes with the projection position and the request"),
+            ("X-Projection-Position" = String, description = "`source=sequence` pairs the answer was read at"),
+            ("Link" = String, description = "`<next page URL>; rel=\"next\"` when more rows follow"),
+            ("Cache-Control" = String, description = "no-cache: revalidate with If-None-Match"),
+        )),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "A parameter is malformed, unknown or repeated", body = ErrorBody),
+        (status = 405, description = "Only GET", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The read model is unavailable, or consistentWith was not met in time",
+            body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn item_report(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -226,22 +319,87 @@ async fn item_report(
         }
         _ => None,
     };
-    let body = Value::Array(page.rows.iter().map(item_json).collect());
+    let body: Vec<ItemSales> = page.rows.iter().map(ItemSales::from).collect();
     let request = format!("/itemSalesReport?{}", raw.unwrap_or_default());
     Ok(respond(&headers, &page.read_at, &request, body, link))
 }
 
-fn month_json(row: &MonthRow) -> Value {
-    let (y, m) = row.month.as_str().split_once('-').unwrap_or(("", ""));
-    let name = y
-        .parse::<i32>()
-        .ok()
-        .zip(m.parse::<u32>().ok())
-        .and_then(|(y, m)| NaiveDate::from_ymd_opt(y, m, 1))
-        .map(|d| format!("{} {}", d.format("%B"), d.year()));
-    json!({"monthyear": name, "month": row.month.as_str(), "monthlyordered": row.monthlyordered})
+/// One month of `GET /monthlySalesByItem/{itemid}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MonthlySales {
+    #[schema(example = "October 2022")]
+    pub monthyear: String,
+    /// The UTC month, `YYYY-MM`.
+    #[schema(example = "2022-10")]
+    pub month: String,
+    #[schema(example = 12)]
+    pub monthlyordered: i64,
 }
 
+impl From<&MonthRow> for MonthlySales {
+    fn from(row: &MonthRow) -> MonthlySales {
+        let month = row.month.as_str();
+        let (y, m) = month.split_once('-').unwrap_or(("", ""));
+        let name = y
+            .parse::<i32>()
+            .ok()
+            .zip(m.parse::<u32>().ok())
+            .and_then(|(y, m)| NaiveDate::from_ymd_opt(y, m, 1))
+            .map(|d| format!("{} {}", d.format("%B"), d.year()))
+            .unwrap_or_else(|| month.to_owned());
+        MonthlySales { monthyear: name, month: month.to_owned(), monthlyordered: row.monthlyordered }
+    }
+}
+
+/// One change-feed source of `GET /projection/status`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// `embedded`, a stream ARN (Lambda), or `<stream ARN>#<shard>` (poller).
+    pub source: String,
+    /// The last applied change's sequence number.
+    pub sequence: String,
+    /// When that change happened in the write model (RFC 3339, UTC).
+    pub last_changed_at: String,
+    /// When it was applied to the read model.
+    pub applied_at: String,
+    /// How long that change took to reach the read model.
+    pub lag_seconds: f64,
+    /// How old the newest projected change is (grows while nothing is written, too).
+    pub seconds_since_last_change: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionStatus {
+    pub sources: Vec<SourceStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/monthlySalesByItem/{itemid}",
+    description = "Units of one item per UTC month, newest first, over orders that count. Unknown item: [].",
+    params(("itemid" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : - (anything else is a 400)"),
+           MonthlyParams),
+    responses(
+        (status = 200, description = "The months", body = Vec<MonthlySales>, headers(
+            ("ETag" = String, description = "Changes with the projection position and the request"),
+            ("X-Projection-Position" = String, description = "`source=sequence` pairs the answer was read at"),
+            ("Cache-Control" = String, description = "no-cache: revalidate with If-None-Match"),
+        )),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "The itemid breaks the id rules, or a parameter is malformed", body = ErrorBody),
+        (status = 405, description = "Only GET", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The read model is unavailable, or consistentWith was not met in time",
+            body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn monthly_report(
     State(state): State<AppState>,
     Path(raw_item): Path<String>,
@@ -252,33 +410,40 @@ async fn monthly_report(
     let item = ItemId::parse(&raw_item).map_err(|e| QueryError::bad("invalid_itemid", format!("itemid: {e}")))?;
     await_consistency(&state, &pairs).await?;
     let (rows, read_at) = state.model.monthly_report(&item).await?;
-    let body = Value::Array(rows.iter().map(month_json).collect());
+    let body: Vec<MonthlySales> = rows.iter().map(MonthlySales::from).collect();
     let request = format!("/monthlySalesByItem/{item}?{}", raw.unwrap_or_default());
     Ok(respond(&headers, &read_at, &request, body, None))
 }
 
+#[utoipa::path(
+    get,
+    path = "/projection/status",
+    description = "The last applied position of each change-feed source, when its change happened and was applied.",
+    responses(
+        (status = 200, description = "Per source", body = ProjectionStatus),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The read model is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn status(State(state): State<AppState>) -> Result<Response, QueryError> {
     let now = Utc::now();
     let secs = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1_000.0;
-    let sources: Vec<Value> = state
+    let sources = state
         .model
         .positions()
         .await?
         .iter()
-        .map(|p| {
-            json!({
-                "source": p.source,
-                "sequence": p.sequence.as_str(),
-                "lastChangedAt": domain::order::format_time(&p.last_changed_at),
-                "appliedAt": domain::order::format_time(&p.applied_at),
-                // How long the last applied change took to reach the read model.
-                "lagSeconds": secs(p.applied_at - p.last_changed_at),
-                // How old the newest projected change is (grows while nothing is written, too).
-                "secondsSinceLastChange": secs(now - p.last_changed_at),
-            })
+        .map(|p| SourceStatus {
+            source: p.source.clone(),
+            sequence: p.sequence.as_str().to_owned(),
+            last_changed_at: domain::order::format_time(&p.last_changed_at),
+            applied_at: domain::order::format_time(&p.applied_at),
+            lag_seconds: secs(p.applied_at - p.last_changed_at),
+            seconds_since_last_change: secs(now - p.last_changed_at),
         })
         .collect();
-    let mut response = Json(json!({ "sources": sources })).into_response();
+    let mut response = Json(ProjectionStatus { sources }).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

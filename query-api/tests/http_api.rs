@@ -267,3 +267,33 @@ async fn given_the_database_unreachable_then_reports_answer_503_within_the_pool_
     assert_eq!(r.header("retry-after"), "1");
     assert!(started.elapsed() < Duration::from_secs(15), "bounded by the pool's 10 s: {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn the_api_publishes_its_openapi_3_1_document_with_every_status_and_an_interactive_page() {
+    let f = fixture().await;
+    let r = get(&f.app, "/openapi.json", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3.1"), "{}", r.body["openapi"]);
+    let statuses = |path: &str| -> Vec<String> {
+        let mut s: Vec<String> =
+            r.body["paths"][path]["get"]["responses"].as_object().unwrap().keys().cloned().collect();
+        s.sort();
+        s
+    };
+    let report = ["200", "304", "400", "405", "500", "503"];
+    assert_eq!(statuses("/itemSalesReport"), report);
+    assert_eq!(statuses("/monthlySalesByItem/{itemid}"), report);
+    assert_eq!(statuses("/projection/status"), ["200", "500", "503"]);
+    assert_eq!(statuses("/health"), ["200", "503"]);
+    let params: Vec<&str> = r.body["paths"]["/itemSalesReport"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["sort", "order", "limit", "cursor", "consistentWith"]);
+    assert!(r.body["components"]["schemas"]["ItemSales"]["properties"]["totalrevenue"].is_object());
+
+    let response = f.app.clone().oneshot(Request::get("/docs").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
