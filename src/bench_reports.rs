@@ -111,6 +111,7 @@ async fn prepare(args: &ReportsArgs) -> anyhow::Result<String> {
 pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
     let url = prepare(&args).await?;
     let model = Arc::new(ReadModel::connect(&url)?);
+    model.migrate().await?; // a database from an earlier run may predate a migration
     let items: Vec<String> = (0..args.requests).map(|i| format!("item-{}", (i * 7_919) % 5_000)).collect();
 
     // Our reports over HTTP: the query API's Router on a local socket, one keep-alive client.
