@@ -16,7 +16,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::openapi::{CommandResult as CommandResultDoc, ErrorBody};
 use crate::store::{Executed, OrderStore};
+use utoipa::OpenApi;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -26,9 +28,30 @@ struct AppState {
     store: Arc<dyn OrderStore>,
 }
 
+/// The OpenAPI 3.1 document of this API, from the annotations on the handlers below.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "orders command API", description = "Create, read, amend, cancel and delete orders."),
+    paths(create, create_at_root, read, amend, cancel, remove, health),
+    components(schemas(
+        crate::openapi::CreateOrder,
+        crate::openapi::Line,
+        crate::openapi::AmendOrder,
+        crate::openapi::CommandResult,
+        crate::openapi::Order,
+        crate::openapi::Health,
+        crate::openapi::ErrorBody,
+        crate::openapi::ErrorDetail,
+        crate::openapi::FieldError
+    ))
+)]
+pub struct ApiDoc;
+
 /// The command API. Locally served by `axum::serve`; on Lambda by `lambda_http::run`.
 pub fn app(store: Arc<dyn OrderStore>) -> Router {
     Router::new()
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .merge(api_docs::routes("orders command API"))
         .route("/health", get(health))
         .route("/", post(create))
         .route("/orders", post(create))
@@ -95,6 +118,15 @@ fn if_match(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
     bare.parse::<u64>().ok().and_then(Version::new).map(Some).ok_or_else(bad)
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    description = "Whether the store answers.",
+    responses(
+        (status = 200, description = "It does", body = crate::openapi::Health),
+        (status = 503, description = "The store is unavailable, throttled or locked", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn health(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(json!({ "status": "ok", "store": state.store.kind() })).into_response(),
@@ -102,6 +134,24 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/orders",
+    description = "Create an order (idempotent for the same body).",
+    request_body(content = crate::openapi::CreateOrder, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = CommandResultDoc, headers(("Location" = String), ("ETag" = String))),
+        (status = 200, description = "The same create again: same answer, nothing written", body = CommandResultDoc),
+        (status = 400, description = "Malformed JSON, or an invalid id or If-Match", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not JSON", body = ErrorBody),
+        (status = 422, description = "Validation failed: every violation in details", body = ErrorBody),
+        (status = 409, description = "order_exists: the id is taken by an order with other content", body = ErrorBody),
+        (status = 405, description = "Method not allowed here", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, throttled or locked", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -124,6 +174,20 @@ async fn create(
     Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/orders/{orderId}",
+    description = "The order as stored (strongly consistent).",
+    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -")),
+    responses(
+        (status = 200, description = "The order", body = crate::openapi::Order, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 405, description = "Method not allowed here", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, throttled or locked", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn read(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let id = order_id(&raw)?;
     let order = state.store.get(&id).await?.ok_or(ApiError::Command(domain::CommandError::NotFound(id)))?;
@@ -133,6 +197,26 @@ async fn read(State(state): State<AppState>, Path(raw): Path<String>) -> Result<
     Ok(response)
 }
 
+#[utoipa::path(
+    put,
+    path = "/orders/{orderId}",
+    description = "Replace the order's lines; needs the version read (If-Match or version).",
+    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -"), ("If-Match" = Option<String>, Header, description = "The version read, as its ETag: \"3\"")),
+    request_body(content = crate::openapi::AmendOrder, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Amended", body = CommandResultDoc),
+        (status = 400, description = "Malformed JSON, or an invalid id or If-Match", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not JSON", body = ErrorBody),
+        (status = 422, description = "Validation failed: every violation in details", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "version_conflict or order_cancelled", body = ErrorBody),
+        (status = 428, description = "No version given", body = ErrorBody),
+        (status = 405, description = "Method not allowed here", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, throttled or locked", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn amend(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -155,6 +239,27 @@ async fn amend(
     updated(&state, &id, OrderCommand::Amend { lines: amendment.lines, expected }, "orderAmended").await
 }
 
+#[utoipa::path(
+    post,
+    path = "/",
+    description = "The earlier version's address for creating an order: the same as POST /orders.",
+    request_body(content = crate::openapi::CreateOrder, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = CommandResultDoc, headers(("Location" = String), ("ETag" = String))),
+        (status = 200, description = "The same create again: same answer, nothing written", body = CommandResultDoc),
+        (status = 400, description = "Malformed JSON, or an invalid id or If-Match", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not JSON", body = ErrorBody),
+        (status = 422, description = "Validation failed: every violation in details", body = ErrorBody),
+        (status = 409, description = "order_exists: the id is taken by an order with other content", body = ErrorBody),
+        (status = 405, description = "Method not allowed here", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, throttled or locked", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
+#[allow(dead_code)]
+async fn create_at_root() {}
+
 /// Runs a command that keeps the order (amend, cancel) and answers with its resulting version.
 async fn updated(state: &AppState, id: &OrderId, command: OrderCommand, what: &str) -> Result<Response, ApiError> {
     match state.store.execute(id, command, Utc::now()).await? {
@@ -163,6 +268,21 @@ async fn updated(state: &AppState, id: &OrderId, command: OrderCommand, what: &s
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/orders/{orderId}/cancel",
+    description = "Cancel the order (again: same answer, nothing changes).",
+    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -"), ("If-Match" = Option<String>, Header, description = "The version read, as its ETag: \"3\"")),
+    responses(
+        (status = 200, description = "Cancelled", body = CommandResultDoc),
+        (status = 400, description = "Invalid id or If-Match", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "version_conflict", body = ErrorBody),
+        (status = 405, description = "Method not allowed here", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, throttled or locked", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn cancel(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -173,6 +293,21 @@ async fn cancel(
     updated(&state, &id, OrderCommand::Cancel { expected }, "orderCancelled").await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/orders/{orderId}",
+    description = "Erase the order (a REMOVE on the change feed).",
+    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -"), ("If-Match" = Option<String>, Header, description = "The version read, as its ETag: \"3\"")),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 400, description = "Invalid id or If-Match", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "version_conflict", body = ErrorBody),
+        (status = 405, description = "Method not allowed here", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, throttled or locked", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     Path(raw): Path<String>,

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod openapi;
 pub mod store;
 pub mod telemetry;
 

@@ -298,3 +298,33 @@ async fn given_the_embedded_database_is_locked_by_another_process_then_writes_ar
     let r = post(&app, "/orders", EARLIER).await;
     assert_eq!(r.status, StatusCode::CREATED, "and the store recovers once the lock is gone");
 }
+
+#[tokio::test]
+async fn the_api_publishes_its_openapi_3_1_document_with_every_status_and_an_interactive_page() {
+    let (_dir, app) = embedded();
+    let r = send(&app, Method::GET, "/openapi.json", &[], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3.1"), "{}", r.body["openapi"]);
+    let statuses = |path: &str, method: &str| -> Vec<String> {
+        let responses = r.body["paths"][path][method]["responses"].as_object();
+        let mut s: Vec<String> = responses.unwrap_or_else(|| panic!("{method} {path}")).keys().cloned().collect();
+        s.sort();
+        s
+    };
+    let create = ["200", "201", "400", "405", "409", "413", "415", "422", "500", "503"];
+    assert_eq!(statuses("/orders", "post"), create);
+    assert_eq!(statuses("/", "post"), create);
+    assert_eq!(statuses("/orders/{orderId}", "get"), ["200", "400", "404", "405", "500", "503"]);
+    assert_eq!(
+        statuses("/orders/{orderId}", "put"),
+        ["200", "400", "404", "405", "409", "413", "415", "422", "428", "500", "503"]
+    );
+    assert_eq!(statuses("/orders/{orderId}/cancel", "post"), ["200", "400", "404", "405", "409", "500", "503"]);
+    assert_eq!(statuses("/orders/{orderId}", "delete"), ["204", "400", "404", "405", "409", "500", "503"]);
+    assert_eq!(statuses("/health", "get"), ["200", "503"]);
+    let line = &r.body["components"]["schemas"]["Line"]["properties"];
+    assert!(line["itemid"].is_object() && line["quantity"].is_object() && line["unitPrice"].is_object(), "{line}");
+
+    let docs = app.clone().oneshot(Request::get("/docs").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+}
