@@ -18,7 +18,9 @@ use crate::db::{Arg, DbRow, Mode, Pool, Tx};
 
 mod reports;
 use crate::dialect::{Col, Dialect, RowSet, Val};
-pub use reports::{Cursor, ItemPage, ItemQuery, ItemRow, ItemSort, MonthRow, PositionRow, ProjectedVersion, ReadAt};
+pub use reports::{
+    Cursor, Epoch, Grouped, ItemPage, ItemQuery, ItemRow, ItemSort, MonthRow, PositionRow, ProjectedVersion, ReadAt,
+};
 
 /// Rows per multi-row statement: at most 8 columns x 2,000 rows = 16,000 parameters, inside every backend's limit
 /// (SQLite 32,766; PostgreSQL and MySQL 65,535). Fewer, larger statements are what make a batch cheap.
@@ -40,6 +42,13 @@ const MIGRATIONS: &[(i64, &str, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0002_reports_and_reader.sql"),
         include_str!("../../migrations/mysql/0002_reports_and_reader.sql"),
         include_str!("../../migrations/sqlite/0002_reports_and_reader.sql"),
+    ),
+    (
+        3,
+        "projection epoch",
+        include_str!("../../migrations/postgres/0003_projection_epoch.sql"),
+        include_str!("../../migrations/mysql/0003_projection_epoch.sql"),
+        include_str!("../../migrations/sqlite/0003_projection_epoch.sql"),
     ),
 ];
 
@@ -78,6 +87,9 @@ type Result<T> = std::result::Result<T, ProjectionError>;
 fn corrupt(what: impl Into<String>) -> ProjectionError {
     ProjectionError::Corrupt(what.into())
 }
+
+/// Raised in every transaction that changes what the read model holds.
+const EPOCH_BUMP: &str = "UPDATE projection_epoch SET epoch = epoch + 1 WHERE id = 1";
 
 const ITEM_COLS: [Col; 5] = [Col::Text, Col::Int, Col::Decimal, Col::Int, Col::Time];
 const ITEM_HEAD: &str = "INSERT INTO item_sales (itemid, totalordered, totalrevenue, ordercount, lastorderdate)";
@@ -272,6 +284,7 @@ impl ReadModel {
         {
             Stmt::new(format!("DELETE FROM {table}")).run(&mut tx).await?;
         }
+        Stmt::new(EPOCH_BUMP.into()).run(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -303,6 +316,7 @@ impl ReadModel {
             self.write_orders(&mut tx, &states, &touched, now).await?;
             self.write_item_totals(&mut tx, &deltas).await?;
             self.write_month_totals(&mut tx, &deltas).await?;
+            Stmt::new(EPOCH_BUMP.into()).run(&mut tx).await?;
         }
         self.write_positions(&mut tx, changes, now).await?;
         tx.commit().await?;

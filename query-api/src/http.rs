@@ -1,9 +1,10 @@
 //! The HTTP surface: routes, parameters, read-your-writes and caching headers.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +13,7 @@ use axum::{Json, Router};
 use chrono::{Datelike, NaiveDate, Utc};
 use domain::{ItemId, OrderId, Version};
 use projector::ReadModel;
-use projector::read_model::{Cursor, ItemQuery, ItemRow, ItemSort, MonthRow, ReadAt};
+use projector::read_model::{Cursor, Epoch, ItemQuery, ItemRow, ItemSort, MonthRow, ReadAt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -30,11 +31,13 @@ pub struct Settings {
     pub consistency_wait: Duration,
     /// How often it looks again meanwhile.
     pub poll_every: Duration,
+    /// Report answers kept in memory, each valid for one read-model epoch (0: none kept).
+    pub cache_entries: usize,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { consistency_wait: Duration::from_secs(5), poll_every: Duration::from_millis(10) }
+        Settings { consistency_wait: Duration::from_secs(5), poll_every: Duration::from_millis(10), cache_entries: 32 }
     }
 }
 
@@ -42,6 +45,33 @@ impl Default for Settings {
 struct AppState {
     model: Arc<ReadModel>,
     settings: Settings,
+    cache: Arc<Mutex<VecDeque<Cached>>>,
+}
+
+/// One answer as sent, good while the read model's epoch is the one it was read at.
+#[derive(Clone)]
+struct Cached {
+    key: String,
+    read_at: ReadAt,
+    body: Bytes,
+    link: Option<String>,
+}
+
+impl AppState {
+    fn cached(&self, key: &str, epoch: Epoch) -> Option<Cached> {
+        let cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.iter().find(|c| c.key == key && c.read_at.epoch == epoch).cloned()
+    }
+
+    fn keep(&self, answer: Cached) {
+        if self.settings.cache_entries == 0 {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.retain(|c| c.key != answer.key);
+        cache.push_front(answer);
+        cache.truncate(self.settings.cache_entries);
+    }
 }
 
 /// The OpenAPI 3.1 document of this API, generated from the handlers and types above.
@@ -63,7 +93,7 @@ pub fn app(model: Arc<ReadModel>, settings: Settings) -> Router {
         .route("/projection/status", get(status))
         .fallback(|| async { QueryError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { QueryError::MethodNotAllowed })
-        .with_state(AppState { model, settings })
+        .with_state(AppState { model, settings, cache: Arc::new(Mutex::new(VecDeque::new())) })
 }
 
 #[utoipa::path(
@@ -138,9 +168,9 @@ async fn await_consistency(state: &AppState, pairs: &[(String, String)]) -> Resu
     Ok(())
 }
 
-/// `W/"…"` from the positions read at and the request: the same answer for the same pair.
-fn etag(read_at: &ReadAt, request: &str) -> String {
-    let digest = Sha256::digest(format!("{}\n{request}", read_at.header_value()));
+/// `W/"…"` from the request and the read model's epoch: equal tags, equal answers.
+fn etag(key: &str, epoch: Epoch) -> String {
+    let digest = Sha256::digest(format!("{}\n{key}", epoch.0));
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("W/\"{hex}\"")
 }
@@ -154,35 +184,62 @@ fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
         .any(|t| t.trim() == tag || t.trim() == "*")
 }
 
-/// The answer with its position, `ETag` and revalidation headers, or 304 when the client holds it already.
-fn respond(
-    headers: &HeaderMap,
-    read_at: &ReadAt,
-    request: &str,
-    body: impl Serialize,
-    extra: Option<(header::HeaderName, String)>,
-) -> Response {
-    let tag = etag(read_at, request);
-    let mut response = if if_none_match(headers, &tag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        Json(body).into_response()
-    };
+/// The request as a cache key: path and parameters in order, without `consistentWith` (a wait, not content).
+fn cache_key(path: &str, pairs: &[(String, String)]) -> String {
+    let mut kept: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != "consistentWith").collect();
+    kept.sort();
+    let query = kept.iter().fold(url::form_urlencoded::Serializer::new(String::new()), |mut s, (k, v)| {
+        s.append_pair(k, v);
+        s
+    });
+    format!("{path}?{}", { query }.finish())
+}
+
+/// A report answer: 304 when the client's ETag is current, else the kept answer for this epoch, else
+/// `compute`d (and kept). Every answer says what it was read at; none is older than the request.
+async fn report<F, Fut>(state: &AppState, headers: &HeaderMap, key: String, compute: F) -> Result<Response, QueryError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(Bytes, ReadAt, Option<String>), QueryError>>,
+{
+    let revalidating = headers.contains_key(header::IF_NONE_MATCH);
+    if revalidating || state.settings.cache_entries > 0 {
+        let now = state.model.read_at().await?;
+        if revalidating && if_none_match(headers, &etag(&key, now.epoch)) {
+            return Ok(answer(StatusCode::NOT_MODIFIED, Bytes::new(), &key, &now, None));
+        }
+        if let Some(hit) = state.cached(&key, now.epoch) {
+            return Ok(answer(StatusCode::OK, hit.body, &key, &hit.read_at, hit.link.as_deref()));
+        }
+    }
+    let (body, read_at, link) = compute().await?;
+    let response = answer(StatusCode::OK, body.clone(), &key, &read_at, link.as_deref());
+    state.keep(Cached { key, read_at, body, link });
+    Ok(response)
+}
+
+fn answer(status: StatusCode, body: Bytes, key: &str, read_at: &ReadAt, link: Option<&str>) -> Response {
+    let mut response = (status, body).into_response();
     let h = response.headers_mut();
-    // Answers reflect the projection at a position that moves; clients revalidate (cheaply, by ETag) each time.
+    if status == StatusCode::OK {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    // Answers reflect a projection that moves; clients revalidate (cheaply, by ETag) each time.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(v) = HeaderValue::from_str(&tag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(read_at.header_value()) {
-        h.insert(POSITION_HEADER, v);
-    }
-    if let Some((name, value)) = extra
-        && let Ok(v) = HeaderValue::from_str(&value)
-    {
-        h.insert(name, v);
+    for (name, value) in [
+        (header::ETAG, Some(etag(key, read_at.epoch))),
+        (header::HeaderName::from_static(POSITION_HEADER), Some(read_at.header_value().to_owned())),
+        (header::LINK, link.map(str::to_owned)),
+    ] {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(name, v);
+        }
     }
     response
+}
+
+fn json_bytes(body: &impl Serialize) -> Result<Bytes, QueryError> {
+    serde_json::to_vec(body).map(Bytes::from).map_err(|e| QueryError::Internal(format!("serialising: {e}")))
 }
 
 /// One item of `GET /itemSalesReport` (the earlier version's keys, numbers as numbers).
@@ -306,22 +363,25 @@ async fn item_report(
         return Err(QueryError::bad("invalid_cursor", "cursor pages need a limit"));
     }
     await_consistency(&state, &pairs).await?;
-    let page = state.model.item_report(&ItemQuery { sort, descending, limit, after }).await?;
-    let link = match (&page.next, limit) {
-        (Some(next), Some(limit)) => {
-            let query = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("sort", sort.as_str())
-                .append_pair("order", if descending { "desc" } else { "asc" })
-                .append_pair("limit", &limit.to_string())
-                .append_pair("cursor", &next.encode())
-                .finish();
-            Some((header::LINK, format!("</itemSalesReport?{query}>; rel=\"next\"")))
-        }
-        _ => None,
-    };
-    let body: Vec<ItemSales> = page.rows.iter().map(ItemSales::from).collect();
-    let request = format!("/itemSalesReport?{}", raw.unwrap_or_default());
-    Ok(respond(&headers, &page.read_at, &request, body, link))
+    let key = cache_key("/itemSalesReport", &pairs);
+    report(&state, &headers, key, || async {
+        let page = state.model.item_report(&ItemQuery { sort, descending, limit, after }).await?;
+        let link = match (&page.next, limit) {
+            (Some(next), Some(limit)) => {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("sort", sort.as_str())
+                    .append_pair("order", if descending { "desc" } else { "asc" })
+                    .append_pair("limit", &limit.to_string())
+                    .append_pair("cursor", &next.encode())
+                    .finish();
+                Some(format!("</itemSalesReport?{query}>; rel=\"next\""))
+            }
+            _ => None,
+        };
+        let body: Vec<ItemSales> = page.rows.iter().map(ItemSales::from).collect();
+        Ok((json_bytes(&body)?, page.read_at, link))
+    })
+    .await
 }
 
 /// One month of `GET /monthlySalesByItem/{itemid}`.
@@ -409,10 +469,13 @@ async fn monthly_report(
     let pairs = params(raw.as_deref(), &["consistentWith"], &["consistentWith"])?;
     let item = ItemId::parse(&raw_item).map_err(|e| QueryError::bad("invalid_itemid", format!("itemid: {e}")))?;
     await_consistency(&state, &pairs).await?;
-    let (rows, read_at) = state.model.monthly_report(&item).await?;
-    let body: Vec<MonthlySales> = rows.iter().map(MonthlySales::from).collect();
-    let request = format!("/monthlySalesByItem/{item}?{}", raw.unwrap_or_default());
-    Ok(respond(&headers, &read_at, &request, body, None))
+    let key = cache_key(&format!("/monthlySalesByItem/{item}"), &pairs);
+    report(&state, &headers, key, || async {
+        let (rows, read_at) = state.model.monthly_report(&item).await?;
+        let body: Vec<MonthlySales> = rows.iter().map(MonthlySales::from).collect();
+        Ok((json_bytes(&body)?, read_at, None))
+    })
+    .await
 }
 
 #[utoipa::path(

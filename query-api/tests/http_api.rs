@@ -55,7 +55,7 @@ struct Fixture {
 }
 
 fn settings() -> Settings {
-    Settings { consistency_wait: Duration::from_millis(300), poll_every: Duration::from_millis(5) }
+    Settings { consistency_wait: Duration::from_millis(300), poll_every: Duration::from_millis(5), cache_entries: 8 }
 }
 
 /// The earlier example (orders 6119 and 6120), an order across the year boundary, a cancelled and a removed one.
@@ -211,6 +211,24 @@ async fn given_an_etag_then_the_same_position_answers_304_and_a_new_change_answe
     assert_eq!(moved.status, StatusCode::OK);
     assert_ne!(moved.header("etag"), tag);
     assert_eq!(moved.header("x-projection-position"), "embedded=8");
+}
+
+#[tokio::test]
+async fn given_a_kept_answer_when_a_change_lands_without_moving_the_position_then_the_next_answer_has_it() {
+    let f = fixture().await;
+    let first = get(&f.app, "/itemSalesReport", &[]).await;
+    let again = get(&f.app, "/itemSalesReport?consistentWith=6119:1", &[]).await;
+    assert_eq!((again.body.clone(), again.header("etag")), (first.body.clone(), first.header("etag")), "kept");
+
+    // A change applied from a shard whose sequence is below the stream's position (Lambda keeps one per stream)
+    let late = order(r#"{"orderId":"7000","items":[{"itemid":"z7777","quantity":1}]}"#, "2026-11-21T09:00:00Z");
+    f.model.apply(&[change(ChangeKind::Insert, None, Some(&late), "embedded", 3)]).await.unwrap();
+
+    let after = get(&f.app, "/itemSalesReport", &[("if-none-match", first.header("etag"))]).await;
+    assert_eq!(after.status, StatusCode::OK, "not 304: the read model changed");
+    assert_eq!(after.header("x-projection-position"), "embedded=7", "the position did not move");
+    assert_ne!(after.header("etag"), first.header("etag"));
+    assert_eq!(after.body.as_array().unwrap().last().unwrap()["itemid"], "z7777");
 }
 
 #[tokio::test]

@@ -124,16 +124,23 @@ pub struct MonthRow {
     pub monthlyordered: i64,
 }
 
-/// The projection positions a read reflects, read by the same statement as the rows (one snapshot on every
-/// backend, no explicit transaction): `source=sequence` pairs in source order, or `none`.
+/// What a read reflects, read by the same statement as the rows (one snapshot on every backend, no explicit
+/// transaction): the projection positions (`source=sequence` pairs in source order, or `none`) and the epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadAt(String);
+pub struct ReadAt {
+    positions: String,
+    pub epoch: Epoch,
+}
 
 impl ReadAt {
     pub fn header_value(&self) -> &str {
-        &self.0
+        &self.positions
     }
 }
+
+/// The read model's change counter: equal epochs, equal contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Epoch(pub i64);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PositionRow {
@@ -155,35 +162,38 @@ impl ReadModel {
     fn positions_row(&self) -> &'static str {
         match self.dialect {
             Dialect::Postgres => {
-                "(SELECT string_agg(source || '=' || sequence, ', ' ORDER BY source COLLATE \"C\") AS pos \
-                 FROM projection_positions) p"
+                "(SELECT string_agg(source || '=' || sequence, ', ' ORDER BY source COLLATE \"C\") AS pos, \
+                 (SELECT epoch FROM projection_epoch WHERE id = 1) AS epoch FROM projection_positions) p"
             }
             // GROUP_CONCAT would cut the list at group_concat_max_len (1,024 bytes by default on MySQL); a JSON
             // array has no such limit, and is put in order here.
             Dialect::MySql => {
-                "(SELECT CAST(JSON_ARRAYAGG(JSON_ARRAY(source, sequence)) AS CHAR) AS pos FROM projection_positions) p"
+                "(SELECT CAST(JSON_ARRAYAGG(JSON_ARRAY(source, sequence)) AS CHAR) AS pos, \
+                 (SELECT epoch FROM projection_epoch WHERE id = 1) AS epoch FROM projection_positions) p"
             }
             Dialect::Sqlite => {
-                "(SELECT group_concat(source || '=' || sequence, ', ' ORDER BY source) AS pos \
-                 FROM projection_positions) p"
+                "(SELECT group_concat(source || '=' || sequence, ', ' ORDER BY source) AS pos, \
+                 (SELECT epoch FROM projection_epoch WHERE id = 1) AS epoch FROM projection_positions) p"
             }
         }
     }
 
-    /// The positions column (the last) of a report's first row; there always is one.
-    fn read_at(&self, first: Option<&DbRow>) -> Result<ReadAt> {
+    /// The positions and epoch columns (the last two) of a report's first row; there always is one.
+    fn read_at_row(&self, first: Option<&DbRow>) -> Result<ReadAt> {
         let row = first.ok_or_else(|| corrupt("a report read returned no positions row"))?;
-        let last = row.len().checked_sub(1).ok_or_else(|| corrupt("a report row without columns"))?;
-        let Some(text) = row.opt_text(last)? else {
-            return Ok(ReadAt("none".to_owned()));
+        let last = row.len().checked_sub(1).filter(|l| *l > 0).ok_or_else(|| corrupt("a report row too short"))?;
+        let epoch = Epoch(row.int(last)?);
+        let positions = match row.opt_text(last - 1)? {
+            None => "none".to_owned(),
+            Some(text) if self.dialect == Dialect::MySql => {
+                let mut pairs: Vec<(String, String)> =
+                    serde_json::from_str(&text).map_err(|e| corrupt(format!("positions {text:?}: {e}")))?;
+                pairs.sort();
+                pairs.iter().map(|(s, q)| format!("{s}={q}")).collect::<Vec<_>>().join(", ")
+            }
+            Some(text) => text,
         };
-        if self.dialect != Dialect::MySql {
-            return Ok(ReadAt(text));
-        }
-        let mut pairs: Vec<(String, String)> =
-            serde_json::from_str(&text).map_err(|e| corrupt(format!("positions {text:?}: {e}")))?;
-        pairs.sort();
-        Ok(ReadAt(pairs.iter().map(|(s, q)| format!("{s}={q}")).collect::<Vec<_>>().join(", ")))
+        Ok(ReadAt { positions, epoch })
     }
 
     /// A read-only transaction whose reads all see one snapshot.
@@ -217,6 +227,14 @@ impl ReadModel {
                 })
             })
             .collect()
+    }
+
+    /// What the read model is at now (positions and epoch), in one small statement: for revalidating an answer
+    /// without recomputing it.
+    pub async fn read_at(&self) -> Result<ReadAt> {
+        let mut conn = self.pool.read().await?;
+        let rows = Stmt::new(format!("SELECT p.pos, p.epoch FROM {}", self.positions_row())).fetch(&mut conn).await?;
+        self.read_at_row(rows.first())
     }
 
     /// Every source's position.
@@ -297,7 +315,7 @@ impl ReadModel {
         let limit = query.limit.map(|n| format!(" LIMIT {}", n + 1)).unwrap_or_default();
         // Filters go in the join condition: with no item to show, the positions' row still comes back.
         let sql = format!(
-            "SELECT s.itemid, s.totalordered, {}, s.ordercount, {}, p.pos FROM {} LEFT JOIN item_sales s \
+            "SELECT s.itemid, s.totalordered, {}, s.ordercount, {}, p.pos, p.epoch FROM {} LEFT JOIN item_sales s \
              ON s.ordercount > 0{filter} ORDER BY {}{limit}",
             d.decimal_out("s.totalrevenue"),
             d.time_out("s.lastorderdate"),
@@ -311,7 +329,7 @@ impl ReadModel {
         });
         let mut tx = self.pool.read().await?;
         let fetched = stmt.fetch(&mut tx).await?;
-        let read_at = self.read_at(fetched.first())?;
+        let read_at = self.read_at_row(fetched.first())?;
         let mut rows = fetched
             .iter()
             .filter(|r| r.opt_text(0).is_ok_and(|id| id.is_some()))
@@ -338,14 +356,14 @@ impl ReadModel {
     /// Quantity per UTC month for `item`, newest month first; empty for an item nothing counts.
     pub async fn monthly_report(&self, item: &ItemId) -> Result<(Vec<MonthRow>, ReadAt)> {
         let sql = format!(
-            "SELECT m.sale_month, m.monthlyordered, p.pos FROM {} LEFT JOIN item_monthly_sales m \
+            "SELECT m.sale_month, m.monthlyordered, p.pos, p.epoch FROM {} LEFT JOIN item_monthly_sales m \
              ON m.itemid = {} AND m.monthlyordered > 0 ORDER BY m.sale_month DESC",
             self.positions_row(),
             self.dialect.param(1, Col::Text)
         );
         let mut tx = self.pool.read().await?;
         let fetched = Stmt::new(sql).text(item.as_str()).fetch(&mut tx).await?;
-        let read_at = self.read_at(fetched.first())?;
+        let read_at = self.read_at_row(fetched.first())?;
         let rows = fetched
             .iter()
             .filter(|r| r.opt_text(0).is_ok_and(|m| m.is_some()))
