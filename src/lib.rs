@@ -17,9 +17,11 @@ use projector::{Dialect, ReadModel};
 pub struct Settings {
     pub store: StoreSettings,
     pub command_api_addr: SocketAddr,
-    /// Validated now so that a typo fails start-up; served once the query API exists (issue 4).
     pub query_api_addr: SocketAddr,
     pub read_model_url: String,
+    /// `READ_MODEL_READER_URL`: what the query API reads through (a user holding `orders_reader`, same database);
+    /// by default the projector's own `READ_MODEL_URL`.
+    pub read_model_reader_url: Option<String>,
     /// `READ_MODEL_AUTH`: the URL's password (default) or RDS IAM tokens.
     pub read_model_auth: projector::rds::Auth,
     /// Where local state lives (`DATA_DIR`): the embedded store and, by default, the SQLite read model.
@@ -29,22 +31,24 @@ pub struct Settings {
 impl Settings {
     pub fn from_env(env: &Env) -> Result<Settings, ConfigError> {
         let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned()));
-        let read_model_url = match env.get("READ_MODEL_URL") {
-            Some(url) if Dialect::from_url(&url).is_some() => url,
-            Some(url) => {
-                return Err(ConfigError::Invalid {
-                    name: "READ_MODEL_URL",
-                    value: url,
-                    reason: "expected sqlite:..., postgres://... or mysql://...".into(),
-                });
-            }
-            None => format!("sqlite://{}?mode=rwc", data_dir.join("readmodel.db").display()),
+        let url = |name: &'static str| match env.get(name) {
+            Some(url) if Dialect::from_url(&url).is_some() => Ok(Some(url)),
+            Some(url) => Err(ConfigError::Invalid {
+                name,
+                value: url,
+                reason: "expected sqlite:..., postgres://... or mysql://...".into(),
+            }),
+            None => Ok(None),
         };
+        let read_model_url = url("READ_MODEL_URL")?
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("readmodel.db").display()));
+        let read_model_reader_url = url("READ_MODEL_READER_URL")?;
         Ok(Settings {
             store: StoreSettings::from_env(env)?,
             command_api_addr: env.parse_or("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             query_api_addr: env.parse_or("QUERY_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3001)))?,
             read_model_url,
+            read_model_reader_url,
             read_model_auth: projector::rds::Auth::parse(env.get("READ_MODEL_AUTH").as_deref()).map_err(|reason| {
                 ConfigError::Invalid {
                     name: "READ_MODEL_AUTH",
@@ -131,7 +135,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
             let _ = quitting.wait_for(|q| *q).await;
         }
     };
-    let query_app = query_api::app(model.clone(), query_api::Settings::default());
+    let reader = match &settings.read_model_reader_url {
+        Some(url) => Arc::new(
+            ReadModel::open(url, settings.read_model_auth)
+                .await
+                .map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_READER_URL)")))?,
+        ),
+        None => model.clone(),
+    };
+    let query_app = query_api::app(reader, query_api::Settings::default());
     let (served, queried) = tokio::join!(
         axum::serve(commands, command_api::app(store)).with_graceful_shutdown(signal()),
         axum::serve(queries, query_app).with_graceful_shutdown(signal()),
@@ -364,6 +376,17 @@ mod tests {
         assert_eq!(s.command_api_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(s.query_api_addr.to_string(), "127.0.0.1:3001");
         assert!(matches!(s.store, StoreSettings::Embedded { .. }));
+    }
+
+    #[test]
+    fn the_query_side_reads_through_its_own_url_when_one_is_given() {
+        let s = Settings::from_env(&Env::from_pairs(&[])).unwrap();
+        assert_eq!(s.read_model_reader_url, None);
+        let reader = "postgres://reader@127.0.0.1:5432/orders";
+        let s = Settings::from_env(&Env::from_pairs(&[("READ_MODEL_READER_URL", reader)])).unwrap();
+        assert_eq!(s.read_model_reader_url.as_deref(), Some(reader));
+        let err = Settings::from_env(&Env::from_pairs(&[("READ_MODEL_READER_URL", "redis://x")])).unwrap_err();
+        assert!(err.to_string().starts_with("READ_MODEL_READER_URL="), "{err}");
     }
 
     #[test]

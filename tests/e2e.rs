@@ -406,3 +406,18 @@ async fn orders_posted_to_the_running_system_reach_the_read_model_within_a_secon
     assert!(!again.status.success(), "a rebuild never writes over a projection");
     assert!(String::from_utf8_lossy(&again.stderr).contains("READ_MODEL_URL already holds a projection"));
 }
+
+#[tokio::test]
+async fn given_a_reader_url_then_the_query_api_reads_through_it_and_not_the_projectors() {
+    // Given a reader URL naming another (empty, unmigrated) database than the projector's
+    let cwd = tempfile::tempdir().unwrap();
+    let other = format!("sqlite://{}?mode=rwc", cwd.path().join("elsewhere.db").display());
+    let running = start(cwd.path(), &[("READ_MODEL_READER_URL", other.as_str())]);
+
+    // When the query API is asked, then it answers from there: no tables, so unavailable
+    let r = reqwest::get(format!("{}/health", running.query_url)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let r = reqwest::get(format!("{}/health", running.url)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the command side is unaffected");
+    interrupt(running);
+}
