@@ -35,7 +35,7 @@ pub enum Cell {
 pub struct DbRow(Vec<Cell>);
 
 impl DbRow {
-    fn cell(&self, i: usize) -> Result<&Cell, sqlx::Error> {
+    pub fn cell(&self, i: usize) -> Result<&Cell, sqlx::Error> {
         self.0.get(i).ok_or_else(|| sqlx::Error::ColumnIndexOutOfBounds { index: i, len: self.0.len() })
     }
 

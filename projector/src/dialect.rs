@@ -75,10 +75,11 @@ impl Dialect {
         }
     }
 
-    /// A time column as canonical RFC 3339 UTC text.
+    /// A time column as the read side decodes it: canonical RFC 3339 UTC text, or epoch milliseconds.
     pub fn time_out(self, col: &str) -> String {
         match self {
-            Dialect::Postgres => format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"),
+            // Milliseconds since the epoch: a third of to_char's cost, and all stored times are whole milliseconds.
+            Dialect::Postgres => format!("CAST(EXTRACT(EPOCH FROM {col}) * 1000 AS BIGINT)"),
             Dialect::MySql => format!("DATE_FORMAT({col}, '%Y-%m-%dT%H:%i:%s.%fZ')"),
             Dialect::Sqlite => col.to_owned(),
         }

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use crate::db::{Arg, DbRow, Mode, Pool, Tx};
+use crate::db::{Arg, Cell, DbRow, Mode, Pool, Tx};
 
 mod reports;
 use crate::dialect::{Col, Dialect, RowSet, Val};
@@ -172,15 +172,19 @@ fn get_text(row: &DbRow, i: usize) -> Result<String> {
     Ok(row.text(i)?)
 }
 
-fn get_time(row: &DbRow, i: usize) -> Result<DateTime<Utc>> {
-    let raw = get_text(row, i)?;
-    domain::order::parse_time(&raw).ok_or_else(|| corrupt(format!("not a time: {raw:?}")))
+/// A time as `Dialect::time_out` reads it: RFC 3339 text, or milliseconds since the epoch.
+fn get_opt_time(row: &DbRow, i: usize) -> Result<Option<DateTime<Utc>>> {
+    match row.cell(i)? {
+        Cell::Null => Ok(None),
+        Cell::Int(ms) => DateTime::from_timestamp_millis(*ms).map(Some).ok_or_else(|| corrupt(format!("time {ms} ms"))),
+        Cell::Text(raw) => {
+            domain::order::parse_time(raw).map(Some).ok_or_else(|| corrupt(format!("not a time: {raw:?}")))
+        }
+    }
 }
 
-fn get_opt_time(row: &DbRow, i: usize) -> Result<Option<DateTime<Utc>>> {
-    row.opt_text(i)?
-        .map(|raw| domain::order::parse_time(&raw).ok_or_else(|| corrupt(format!("not a time: {raw:?}"))))
-        .transpose()
+fn get_time(row: &DbRow, i: usize) -> Result<DateTime<Utc>> {
+    get_opt_time(row, i)?.ok_or_else(|| corrupt("a time is NULL"))
 }
 
 fn get_decimal(row: &DbRow, i: usize) -> Result<Decimal> {
