@@ -58,6 +58,16 @@ impl DbRow {
         }
     }
 
+    /// The text of column `i`, moved out (the row keeps an empty string there).
+    pub fn take_text(&mut self, i: usize) -> Result<String, sqlx::Error> {
+        let len = self.0.len();
+        match self.0.get_mut(i) {
+            Some(Cell::Text(s)) => Ok(std::mem::take(s)),
+            Some(other) => Err(DbRow::mismatch(i, "text", other)),
+            None => Err(sqlx::Error::ColumnIndexOutOfBounds { index: i, len }),
+        }
+    }
+
     pub fn text(&self, i: usize) -> Result<String, sqlx::Error> {
         match self.cell(i)? {
             Cell::Text(s) => Ok(s.clone()),

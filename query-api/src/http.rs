@@ -244,9 +244,9 @@ fn json_bytes(body: &impl Serialize) -> Result<Bytes, QueryError> {
 
 /// One item of `GET /itemSalesReport` (the earlier version's keys, numbers as numbers).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ItemSales {
-    #[schema(example = "z3333")]
-    pub itemid: String,
+pub struct ItemSales<'a> {
+    #[schema(example = "z3333", value_type = String)]
+    pub itemid: &'a str,
     /// Units ordered, over orders that count (not cancelled, not removed).
     #[schema(example = 12)]
     pub totalordered: i64,
@@ -261,14 +261,15 @@ pub struct ItemSales {
     pub lastorderdate: Option<String>,
 }
 
-impl From<&ItemRow> for ItemSales {
-    fn from(row: &ItemRow) -> ItemSales {
+impl<'a> From<&'a ItemRow> for ItemSales<'a> {
+    fn from(row: &'a ItemRow) -> ItemSales<'a> {
         ItemSales {
-            itemid: row.itemid.to_string(),
+            itemid: row.itemid.as_str(),
             totalordered: row.totalordered,
             totalrevenue: row.totalrevenue.normalize().to_string(),
             ordercount: row.ordercount,
-            lastorderdate: row.lastorderdate.map(|d| d.format("%Y-%m-%d").to_string()),
+            // Written out: chrono's strftime re-parses its pattern on every call.
+            lastorderdate: row.lastorderdate.map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())),
         }
     }
 }

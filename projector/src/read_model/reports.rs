@@ -331,15 +331,15 @@ impl ReadModel {
         let fetched = stmt.fetch(&mut tx).await?;
         let read_at = self.read_at_row(fetched.first())?;
         let mut rows = fetched
-            .iter()
-            .filter(|r| r.opt_text(0).is_ok_and(|id| id.is_some()))
-            .map(|r| {
+            .into_iter()
+            .filter(|r| !matches!(r.cell(0), Ok(Cell::Null)))
+            .map(|mut r| {
                 Ok(ItemRow {
-                    itemid: item_id(&get_text(r, 0)?)?,
+                    itemid: item_id(&r.take_text(0)?)?,
                     totalordered: r.int(1)?,
-                    totalrevenue: get_decimal(r, 2)?.normalize(),
+                    totalrevenue: get_decimal(&r, 2)?.normalize(),
                     ordercount: r.int(3)?,
-                    lastorderdate: get_opt_time(r, 4)?,
+                    lastorderdate: get_opt_time(&r, 4)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
