@@ -1,9 +1,9 @@
 //! The query API: the item-sales and monthly reports, read from the aggregates the projector maintains, with
-//! read-your-writes (`consistentWith`), the projection position of every answer (header and `ETag`), and the
-//! projection's status. One `Router` (`app`) for the local server and Lambda alike.
+//! read-your-writes (`consistentWith`), the projection position and epoch of every answer (header and `ETag`),
+//! answers kept per epoch, the projection's status, and its OpenAPI document and docs page. One `Router` (`app`)
+//! for the local server and, unchanged, the Lambda (`query-api-lambda`).
 //!
-//! Not built yet: OpenAPI at `/openapi.json` and `/docs`, the reader role, the Lambda binary (issue 4) and ad-hoc
-//! SQL (issue 5).
+//! Not built yet: ad-hoc SQL over the analytics lake (issue 5).
 
 pub mod error;
 pub mod http;
