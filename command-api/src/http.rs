@@ -32,7 +32,7 @@ struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "orders command API", description = "Create, read, amend, cancel and delete orders."),
-    paths(create, create_at_root, read, amend, cancel, remove, health),
+    paths(create, read, amend, cancel, remove, health),
     components(schemas(
         crate::openapi::CreateOrder,
         crate::openapi::Line,
@@ -47,10 +47,20 @@ struct AppState {
 )]
 pub struct ApiDoc;
 
+/// The document served at `/openapi.json`: `ApiDoc`, with `POST /` (the earlier version's address, routed to the
+/// same handler) described by the same operation as `POST /orders`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    if let Some(orders) = doc.paths.paths.get("/orders").cloned() {
+        doc.paths.paths.insert("/".to_owned(), orders);
+    }
+    doc
+}
+
 /// The command API. Locally served by `axum::serve`; on Lambda by `lambda_http::run`.
 pub fn app(store: Arc<dyn OrderStore>) -> Router {
     Router::new()
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(api_docs::routes("orders command API"))
         .route("/health", get(health))
         .route("/", post(create))
@@ -137,7 +147,7 @@ async fn health(State(state): State<AppState>) -> Response {
 #[utoipa::path(
     post,
     path = "/orders",
-    description = "Create an order (idempotent for the same body).",
+    description = "Create an order (idempotent for the same body). Also at POST /, the earlier version's address.",
     request_body(content = crate::openapi::CreateOrder, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = CommandResultDoc, headers(("Location" = String), ("ETag" = String))),
@@ -238,27 +248,6 @@ async fn amend(
     };
     updated(&state, &id, OrderCommand::Amend { lines: amendment.lines, expected }, "orderAmended").await
 }
-
-#[utoipa::path(
-    post,
-    path = "/",
-    description = "The earlier version's address for creating an order: the same as POST /orders.",
-    request_body(content = crate::openapi::CreateOrder, content_type = "application/json"),
-    responses(
-        (status = 201, description = "Created", body = CommandResultDoc, headers(("Location" = String), ("ETag" = String))),
-        (status = 200, description = "The same create again: same answer, nothing written", body = CommandResultDoc),
-        (status = 400, description = "Malformed JSON, or an invalid id or If-Match", body = ErrorBody),
-        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body not JSON", body = ErrorBody),
-        (status = 422, description = "Validation failed: every violation in details", body = ErrorBody),
-        (status = 409, description = "order_exists: the id is taken by an order with other content", body = ErrorBody),
-        (status = 405, description = "Method not allowed here", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, throttled or locked", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
-    )
-)]
-#[allow(dead_code)]
-async fn create_at_root() {}
 
 /// Runs a command that keeps the order (amend, cancel) and answers with its resulting version.
 async fn updated(state: &AppState, id: &OrderId, command: OrderCommand, what: &str) -> Result<Response, ApiError> {
