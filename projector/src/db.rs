@@ -5,13 +5,14 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
+use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{
-    AssertSqlSafe, Column, ColumnIndex, Decode, Executor, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite, SqlitePool,
-    Transaction, Type, TypeInfo, ValueRef,
+    AssertSqlSafe, Column, ColumnIndex, Database, Decode, Executor, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite,
+    SqlitePool, Transaction, Type, TypeInfo, ValueRef,
 };
 
 use crate::dialect::Dialect;
@@ -157,8 +158,19 @@ pub enum Mode {
     RdsIam,
 }
 
-fn after_connect_tcp() {
-    crate::nodelay::set_on_tcp_sockets();
+/// What every pool shares: a bounded wait for a connection, and idle ones closed before RDS Proxy closes them.
+fn pool_options<DB: Database>() -> PoolOptions<DB> {
+    PoolOptions::new().acquire_timeout(Duration::from_secs(10)).idle_timeout(Some(Duration::from_secs(120)))
+}
+
+/// A database server's pool: four connections, each tested before use, with TCP_NODELAY on their sockets.
+fn server_options<DB: Database>() -> PoolOptions<DB> {
+    pool_options().max_connections(4).test_before_acquire(true).after_connect(|_, _| {
+        Box::pin(async {
+            crate::nodelay::set_on_tcp_sockets();
+            Ok(())
+        })
+    })
 }
 
 /// MySQL options for `url`; for RDS IAM, with the cleartext plugin (refused unless TLS is required) and without
@@ -197,43 +209,13 @@ pub fn mysql_options(url: &str, mode: Mode) -> Result<MySqlConnectOptions, sqlx:
 impl Pool {
     /// A lazily connecting pool for `url`, replacing broken connections (RDS Proxy closes idle ones).
     pub fn connect_lazy(dialect: Dialect, url: &str, mode: Mode) -> Result<Pool, sqlx::Error> {
-        let acquire = Duration::from_secs(10);
-        let idle = Some(Duration::from_secs(120));
         Ok(match dialect {
-            Dialect::Postgres => Pool::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(acquire)
-                    .idle_timeout(idle)
-                    .test_before_acquire(true)
-                    .after_connect(|_, _| {
-                        Box::pin(async {
-                            after_connect_tcp();
-                            Ok(())
-                        })
-                    })
-                    .connect_lazy_with(PgConnectOptions::from_str(url)?),
-            ),
-            Dialect::MySql => Pool::MySql(
-                MySqlPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(acquire)
-                    .idle_timeout(idle)
-                    .test_before_acquire(true)
-                    .after_connect(|_, _| {
-                        Box::pin(async {
-                            after_connect_tcp();
-                            Ok(())
-                        })
-                    })
-                    .connect_lazy_with(mysql_options(url, mode)?),
-            ),
+            Dialect::Postgres => Pool::Postgres(server_options().connect_lazy_with(PgConnectOptions::from_str(url)?)),
+            Dialect::MySql => Pool::MySql(server_options().connect_lazy_with(mysql_options(url, mode)?)),
             // One writer: SQLite serialises writes anyway, and one connection never waits on itself.
             Dialect::Sqlite => Pool::Sqlite(
-                SqlitePoolOptions::new()
+                pool_options::<Sqlite>()
                     .max_connections(1)
-                    .acquire_timeout(acquire)
-                    .idle_timeout(idle)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             for pragma in [
