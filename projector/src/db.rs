@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
+use sqlx::mysql::MySqlConnectOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgConnectOptions;
@@ -181,21 +181,9 @@ pub fn mysql_options(url: &str, mode: Mode) -> Result<MySqlConnectOptions, sqlx:
     Ok(match mode {
         Mode::Url => options,
         Mode::RdsIam => {
-            let tls = url::Url::parse(url)
-                .ok()
-                .and_then(|u| {
-                    u.query_pairs()
-                        .find(|(k, _)| k == "ssl-mode" || k == "sslmode")
-                        .map(|(_, v)| v.to_ascii_uppercase())
-                })
-                .and_then(|m| MySqlSslMode::from_str(&m).ok());
-            if !matches!(tls, Some(MySqlSslMode::Required | MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity)) {
-                return Err(sqlx::Error::Configuration(
-                    "MySQL IAM authentication sends the token in clear text: the URL must say ssl-mode=REQUIRED, \
-                     VERIFY_CA or VERIFY_IDENTITY"
-                        .into(),
-                ));
-            }
+            // The same rule start-up applies (`rds::check_url`), here where the plugin is switched on.
+            let parsed = url::Url::parse(url).map_err(|e| sqlx::Error::Configuration(e.into()))?;
+            crate::rds::check_url(&parsed, Dialect::MySql).map_err(|e| sqlx::Error::Configuration(e.into()))?;
             options
                 .enable_cleartext_plugin(true)
                 .pipes_as_concat(false)
