@@ -312,6 +312,7 @@ async fn given_mysql_iam_auth_then_the_token_only_ever_travels_over_tls() {
     // Given the MariaDB here and IAM auth with TLS required
     let base = server_url("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306");
     let admin = format!("{base}/test");
+    sqlx::any::install_default_drivers();
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap_or_else(|e| {
         panic!("cannot reach {admin} ({e}): start MariaDB/MySQL on 127.0.0.1:3306 (root, no password), or set TEST_MYSQL_URL")
     });
