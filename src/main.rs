@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use command_api::config::Env;
-use command_api::telemetry::{LogFormat, init};
+use telemetry::{LogFormat, init};
 
 #[derive(Parser)]
 #[command(name = "orders", about = "CQRS order system: local runner and tools", version)]

@@ -6,7 +6,6 @@ pub mod error;
 pub mod http;
 pub mod openapi;
 pub mod store;
-pub mod telemetry;
 
 pub use error::ApiError;
 pub use http::app;

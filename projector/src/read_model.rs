@@ -78,6 +78,8 @@ pub enum ProjectionError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("read model authentication: {0}")]
     Auth(String),
+    #[error("read model configuration: {0}")]
+    Config(String),
     #[error("read model holds data the projection cannot explain: {0}")]
     Corrupt(String),
 }
@@ -238,6 +240,16 @@ impl ReadModel {
                 ReadModel::connect_iam(url, crate::rds::IamAuth { region, credentials }).await
             }
         }
+    }
+
+    /// The read model a Lambda function is configured with: `READ_MODEL_URL`, and `READ_MODEL_AUTH` (`password`
+    /// by default, or `iam`).
+    pub async fn from_env() -> Result<ReadModel> {
+        let url =
+            std::env::var("READ_MODEL_URL").map_err(|_| ProjectionError::Config("READ_MODEL_URL is not set".into()))?;
+        let auth = crate::rds::Auth::parse(std::env::var("READ_MODEL_AUTH").ok().as_deref())
+            .map_err(ProjectionError::Config)?;
+        ReadModel::open(&url, auth).await
     }
 
     /// A pool for `url` whose password is an RDS IAM token (Aurora through RDS Proxy), replaced by a fresh one

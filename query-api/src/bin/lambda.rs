@@ -5,18 +5,10 @@
 use std::sync::Arc;
 
 use projector::ReadModel;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .without_time()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
-    let url = std::env::var("READ_MODEL_URL").map_err(|_| "READ_MODEL_URL is not set")?;
-    let auth = projector::rds::Auth::parse(std::env::var("READ_MODEL_AUTH").ok().as_deref())?;
-    let model = Arc::new(ReadModel::open(&url, auth).await?);
+    telemetry::init(telemetry::LogFormat::Json);
+    let model = Arc::new(ReadModel::from_env().await?);
     lambda_http::run(query_api::app(model, query_api::Settings::default())).await
 }

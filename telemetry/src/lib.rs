@@ -1,4 +1,5 @@
-//! Logging set-up: pretty lines for people locally, JSON on Lambda (CloudWatch). `RUST_LOG` filters both.
+//! Logging set-up for every binary (the local runner and the three Lambdas): pretty lines for people locally, JSON
+//! on Lambda (CloudWatch). `RUST_LOG` filters both.
 
 use tracing_subscriber::EnvFilter;
 
