@@ -145,7 +145,8 @@ async fn load(url: &str, connections: usize, warmup: Duration, measure: Duration
     Ok(all)
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+/// The `p` quantile of sorted microsecond latencies, in milliseconds.
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

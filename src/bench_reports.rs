@@ -32,8 +32,7 @@ pub struct ReportsArgs {
 /// Sorted latencies in microseconds → (p50, p99) in milliseconds.
 fn p50_p99(mut us: Vec<u64>) -> (f64, f64) {
     us.sort_unstable();
-    let at = |p: f64| us.get(((us.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0) as f64 / 1e3;
-    (at(0.5), at(0.99))
+    (crate::bench::percentile(&us, 0.5), crate::bench::percentile(&us, 0.99))
 }
 
 /// Runs `$body` (an expression that may `.await` and `?`) 20 times to warm up, then `$n` times timed: (p50, p99).
