@@ -78,7 +78,7 @@ pub fn orders(count: usize) -> anyhow::Result<Vec<Order>> {
         .collect()
 }
 
-fn inserts(orders: &[Order]) -> anyhow::Result<Vec<OrderChange>> {
+pub(crate) fn inserts(orders: &[Order]) -> anyhow::Result<Vec<OrderChange>> {
     orders
         .iter()
         .enumerate()
@@ -89,7 +89,7 @@ fn inserts(orders: &[Order]) -> anyhow::Result<Vec<OrderChange>> {
         .collect()
 }
 
-async fn fresh_database(base: &str, admin_db: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) async fn fresh_database(base: &str, admin_db: &str, name: &str) -> anyhow::Result<String> {
     let admin = format!("{base}/{admin_db}");
     let mut conn = AnyConnection::connect(&admin).await.with_context(|| format!("cannot reach {admin}"))?;
     conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await?;

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use domain::change::Sequence;
-use domain::{ChangeKind, OrderChange, Position};
 use projector::ReadModel;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -74,23 +72,16 @@ async fn prepare(args: &ReportsArgs) -> anyhow::Result<String> {
             return Ok(url);
         }
     }
-    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await?;
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+    drop(conn);
+    sqlx::any::install_default_drivers();
+    let url = crate::bench_projector::fresh_database(&args.postgres, "postgres", &name).await?;
     let model = ReadModel::connect(&url)?;
     model.migrate().await?;
     let all = crate::bench_projector::orders(args.orders)?;
+    let changes = crate::bench_projector::inserts(&all)?;
     let started = Instant::now();
-    for (n, chunk) in all.chunks(5_000).enumerate() {
-        let changes = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let seq = Sequence::from((n * 5_000 + i + 1) as u64);
-                let position = Position { source: "bench".into(), sequence: seq };
-                OrderChange::new(ChangeKind::Insert, None, Some(o.clone()), position, o.created_at).map_err(Into::into)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        model.apply(&changes).await?;
+    for (n, chunk) in changes.chunks(5_000).enumerate() {
+        model.apply(chunk).await?;
         if n % 20 == 19 {
             println!(
                 "  projected {} of {} orders ({:.0} s)",
