@@ -93,25 +93,42 @@ fn identity(raw: &Value) -> (String, Option<String>) {
     (event_id, sequence)
 }
 
-fn decode_raw(raw: &Value) -> Decoded {
+/// One raw record of an event, decoded on its own.
+pub fn decode_raw(raw: &Value) -> Decoded {
     let record: EventRecord = serde_json::from_value(raw.clone()).map_err(|e| format!("not a stream record: {e}"))?;
     decode(&record)
+}
+
+/// What a consumer did with a batch: how many records took effect, and the first that did not (index and why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    pub applied: usize,
+    pub failure: Option<(usize, String)>,
 }
 
 /// The handler: applies the event's records in order and names the first one that did not take effect in
 /// `batchItemFailures` (ReportBatchItemFailures), so Lambda retries from there. An error (the whole batch is
 /// retried) only when that record has no sequence number to name.
 pub async fn handle(model: &ReadModel, event: &Value) -> Result<DynamoDbEventResponse, String> {
+    handle_with(event, "stream batch", |records| async move {
+        let outcome = feed::project(model, records).await;
+        Consumed { applied: outcome.applied.applied, failure: outcome.failure }
+    })
+    .await
+}
+
+/// The Lambda batch discipline for any consumer of the stream (the read model, the lake): decode every record,
+/// hand them to `consume` in order, report the first failure by its sequence number.
+pub async fn handle_with<F, Fut>(event: &Value, what: &str, consume: F) -> Result<DynamoDbEventResponse, String>
+where
+    F: FnOnce(Vec<Decoded>) -> Fut,
+    Fut: std::future::Future<Output = Consumed>,
+{
     let records = event.get("Records").and_then(Value::as_array).ok_or("not a DynamoDB Streams event: no Records")?;
     let identities: Vec<(String, Option<String>)> = records.iter().map(identity).collect();
-    let outcome = feed::project(model, records.iter().map(decode_raw).collect()).await;
+    let outcome = consume(records.iter().map(decode_raw).collect()).await;
     let mut response = DynamoDbEventResponse::default();
-    tracing::info!(
-        received = records.len(),
-        applied = outcome.applied.applied,
-        failed = outcome.failure.is_some(),
-        "stream batch"
-    );
+    tracing::info!(received = records.len(), applied = outcome.applied, failed = outcome.failure.is_some(), "{what}");
     if let Some((index, reason)) = outcome.failure {
         let (event_id, sequence) = &identities[index];
         tracing::error!(%event_id, sequence = ?sequence, index, %reason, "record not applied; reported for retry");
