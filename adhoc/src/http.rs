@@ -1,0 +1,367 @@
+//! `/queries`: submit, follow, page, download and cancel ad-hoc SQL. Mounted on the query API's Router.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::engine::{Column, Download, Execution};
+use crate::error::{AdhocError, ErrorBody};
+use crate::records::QueryRecord;
+use crate::service::{Identity, MAX_RESULTS, Service};
+
+/// How a request's caller is established: the local dev identity, or the API Gateway authorizer's.
+pub type Identify = Arc<dyn Fn(&Parts) -> Option<Identity> + Send + Sync>;
+
+/// Every request is the same configured caller (the local runner: `DEV_IDENTITY`, `DEV_EMAIL`).
+pub fn fixed_identity(identity: Identity) -> Identify {
+    Arc::new(move |_| Some(identity.clone()))
+}
+
+/// The caller API Gateway's authorizer established (lambda_http puts the request context in the extensions):
+/// IAM: the caller's ARN, its address from `addresses` (`NOTICE_ADDRESSES`); JWT: the `sub` claim, its address
+/// from the `email` claim when `email_verified` is true, else from `addresses`.
+pub fn authorizer_identity(addresses: HashMap<String, String>) -> Identify {
+    Arc::new(move |parts| {
+        let lambda_http::request::RequestContext::ApiGatewayV2(context) =
+            parts.extensions.get::<lambda_http::request::RequestContext>()?
+        else {
+            return None;
+        };
+        let authorizer = context.authorizer.as_ref()?;
+        if let Some(iam) = &authorizer.iam {
+            let principal = iam.user_arn.clone().filter(|a| !a.is_empty())?;
+            let email = addresses.get(&principal).cloned();
+            return Some(Identity { principal, email });
+        }
+        let jwt = authorizer.jwt.as_ref()?;
+        let principal = jwt.claims.get("sub").filter(|s| !s.is_empty())?.clone();
+        let verified = jwt.claims.get("email_verified").is_some_and(|v| v == "true");
+        let email = jwt.claims.get("email").filter(|_| verified).cloned().or_else(|| addresses.get(&principal).cloned());
+        Some(Identity { principal, email })
+    })
+}
+
+/// What the routes need: the service (absent when ad-hoc SQL is not configured: every call answers 503) and
+/// how to identify callers.
+#[derive(Clone)]
+pub struct Queries {
+    pub service: Option<Arc<Service>>,
+    pub identify: Identify,
+}
+
+impl Queries {
+    fn service(&self) -> Result<&Arc<Service>, AdhocError> {
+        self.service.as_ref().ok_or(AdhocError::NotConfigured)
+    }
+}
+
+/// The identified caller of a request.
+pub struct Caller(pub Identity);
+
+impl FromRequestParts<Queries> for Caller {
+    type Rejection = AdhocError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Queries) -> Result<Caller, AdhocError> {
+        (state.identify)(parts).map(Caller).ok_or(AdhocError::Unauthenticated)
+    }
+}
+
+pub fn routes(queries: Queries) -> Router {
+    Router::new()
+        .route("/queries", axum::routing::post(submit))
+        .route("/queries/{id}", get(status).delete(cancel))
+        .route("/queries/{id}/results", get(results))
+        .route("/queries/{id}/download", get(download))
+        .with_state(queries)
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(submit, status, results, download, cancel), components(schemas(Submitted, QueryStatus, ResultsPage, Column, ErrorBody, SubmitBody)))]
+pub struct ApiDoc;
+
+/// `POST /queries` body: `{"sql": "...", "notify": false}`, or the earlier
+/// `{"QueryString": "...", "QueryExecutionContext": {"Database": "<the lake's>"}}`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SubmitBody {
+    /// One query (SELECT / WITH) over the lake's `order_lines` and `order_lines_current`.
+    #[schema(example = "SELECT itemid, SUM(quantity) AS total FROM order_lines_current GROUP BY itemid")]
+    sql: String,
+    /// Send a notice to the caller's registered address when the query ends.
+    #[serde(default)]
+    notify: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Submitted {
+    pub query_id: String,
+    #[schema(value_type = String, example = "QUEUED")]
+    pub state: crate::engine::State,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryStatus {
+    pub query_id: String,
+    #[schema(value_type = String, example = "SUCCEEDED")]
+    pub state: crate::engine::State,
+    pub sql: String,
+    pub notify: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub submitted_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub completed_at: Option<DateTime<Utc>>,
+    pub bytes_scanned: Option<u64>,
+    pub run_time_ms: Option<u64>,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultsPage {
+    pub columns: Vec<Column>,
+    /// Typed: numbers as numbers, decimals as strings, NULL as null.
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub rows: Vec<Vec<Value>>,
+    /// Pass back as `nextToken` for the next page; absent on the last.
+    pub next_token: Option<String>,
+}
+
+fn view(record: QueryRecord, execution: Execution) -> QueryStatus {
+    QueryStatus {
+        query_id: record.id,
+        state: execution.state,
+        sql: record.sql,
+        notify: record.notify,
+        submitted_at: execution.submitted_at.unwrap_or(record.submitted_at),
+        completed_at: execution.completed_at.or(record.completed_at),
+        bytes_scanned: execution.bytes_scanned,
+        run_time_ms: execution.run_time_ms,
+        failure_reason: execution.failure.or(record.failure),
+    }
+}
+
+/// The statement and `notify` from either accepted shape; anything that would choose where or how the query runs
+/// is refused.
+fn parse_submit(body: &[u8], database: &str) -> Result<(String, bool), AdhocError> {
+    fn bad(code: &'static str, message: impl Into<String>) -> AdhocError {
+        AdhocError::bad(code, message)
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| bad("invalid_json", format!("invalid JSON: {e}")))?;
+    let Value::Object(mut obj) = value else { return Err(bad("invalid_body", "the body must be a JSON object")) };
+    let notify = match obj.remove("notify") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(bad("invalid_notify", "notify must be true or false")),
+    };
+    for refused in ["ResultConfiguration", "WorkGroup", "ResultReuseConfiguration", "ExecutionParameters"] {
+        if obj.contains_key(refused) {
+            return Err(bad(
+                "field_not_allowed",
+                format!("{refused} is chosen by the server (output location, workgroup, database), not the caller"),
+            ));
+        }
+    }
+    let text = |v: Option<Value>, name: &str| match v {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(bad("invalid_sql", format!("{name} must be a string holding one query"))),
+    };
+    let sql = if obj.contains_key("QueryString") {
+        let sql = text(obj.remove("QueryString"), "QueryString")?;
+        if let Some(context) = obj.remove("QueryExecutionContext") {
+            let Value::Object(context) = context else {
+                return Err(bad("invalid_body", "QueryExecutionContext must be an object"));
+            };
+            check_context(&context, database)?;
+        }
+        sql
+    } else {
+        text(obj.remove("sql"), "sql")?
+    };
+    if let Some(unknown) = obj.keys().next() {
+        return Err(bad("unknown_field", format!("unknown field {unknown:?}")));
+    }
+    Ok((sql, notify))
+}
+
+fn check_context(context: &Map<String, Value>, database: &str) -> Result<(), AdhocError> {
+    for (key, value) in context {
+        match (key.as_str(), value) {
+            ("Database", Value::String(d)) if d.eq_ignore_ascii_case(database) => {}
+            ("Database", _) => {
+                return Err(AdhocError::bad(
+                    "database_not_allowed",
+                    format!("queries run in the lake's database {database:?} only"),
+                ));
+            }
+            ("Catalog", Value::String(c)) if c.eq_ignore_ascii_case("AwsDataCatalog") => {}
+            _ => {
+                return Err(AdhocError::bad(
+                    "field_not_allowed",
+                    format!("QueryExecutionContext.{key} is chosen by the server, not the caller"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Submit a query. The guard refuses anything but one query over the lake (400, naming the reason).
+#[utoipa::path(post, path = "/queries", tag = "ad-hoc SQL", request_body = SubmitBody,
+    responses(
+        (status = 202, description = "Accepted; follow `Location`", body = Submitted,
+            headers(("Location" = String, description = "/queries/{id}"))),
+        (status = 400, description = "Refused by the guard, or a malformed body", body = ErrorBody),
+        (status = 401, description = "Caller not identified", body = ErrorBody),
+        (status = 503, description = "Not configured, or the engine or records are unavailable", body = ErrorBody),
+    ))]
+async fn submit(State(q): State<Queries>, Caller(caller): Caller, body: axum::body::Bytes) -> Result<Response, AdhocError> {
+    let service = q.service()?;
+    let (sql, notify) = parse_submit(&body, &service.guard().database)?;
+    let record = service.submit(&caller, &sql, notify).await?;
+    let location = format!("/queries/{}", record.id);
+    let mut response =
+        (StatusCode::ACCEPTED, Json(Submitted { query_id: record.id, state: record.state })).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// State, times, bytes scanned, run time and failure reason of one of the caller's queries.
+#[utoipa::path(get, path = "/queries/{id}", tag = "ad-hoc SQL", params(("id" = String, Path)),
+    responses(
+        (status = 200, body = QueryStatus),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such query of the caller's", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn status(State(q): State<Queries>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Response, AdhocError> {
+    let (record, execution) = q.service()?.status(&caller, &id).await?;
+    Ok(no_store(Json(view(record, execution)).into_response()))
+}
+
+/// One page of a succeeded query's rows.
+#[utoipa::path(get, path = "/queries/{id}/results", tag = "ad-hoc SQL",
+    params(("id" = String, Path), ("maxResults" = Option<u32>, Query, description = "1..1000, default 1000"),
+        ("nextToken" = Option<String>, Query, description = "From the previous page")),
+    responses(
+        (status = 200, body = ResultsPage),
+        (status = 400, description = "maxResults out of range, or a token not issued for this query", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The query has not succeeded", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn results(
+    State(q): State<Queries>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, AdhocError> {
+    let service = q.service()?;
+    if let Some(unknown) = params.keys().find(|k| *k != "maxResults" && *k != "nextToken") {
+        return Err(AdhocError::bad("unknown_parameter", format!("unknown parameter {unknown:?}")));
+    }
+    let max = match params.get("maxResults") {
+        None => MAX_RESULTS,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (1..=MAX_RESULTS).contains(&n) => n,
+            _ => return Err(AdhocError::bad("invalid_max_results", format!("maxResults must be 1 to {MAX_RESULTS}"))),
+        },
+    };
+    let page = service.results(&caller, &id, params.get("nextToken").map(String::as_str), max).await?;
+    Ok(no_store(Json(ResultsPage { columns: page.columns, rows: page.rows, next_token: page.next }).into_response()))
+}
+
+/// The whole result as CSV: streamed here, or a redirect to a presigned link (AWS).
+#[utoipa::path(get, path = "/queries/{id}/download", tag = "ad-hoc SQL", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "CSV", content_type = "text/csv"),
+        (status = 303, description = "Presigned link to the CSV", headers(("Location" = String))),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The query has not succeeded", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn download(State(q): State<Queries>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Response, AdhocError> {
+    match q.service()?.download(&caller, &id).await? {
+        Download::Redirect(url) => {
+            let location = HeaderValue::from_str(&url).map_err(|e| AdhocError::Unavailable(e.to_string()))?;
+            Ok(no_store((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()))
+        }
+        Download::Csv(body) => {
+            let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{id}.csv\""))
+                .unwrap_or(HeaderValue::from_static("attachment"));
+            let mut response = body.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+            headers.insert(header::CONTENT_DISPOSITION, disposition);
+            Ok(no_store(response))
+        }
+    }
+}
+
+/// Cancel one of the caller's queries (no effect once it has ended).
+#[utoipa::path(delete, path = "/queries/{id}", tag = "ad-hoc SQL", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The query's state after the cancel", body = QueryStatus),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn cancel(State(q): State<Queries>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Response, AdhocError> {
+    let (record, execution) = q.service()?.cancel(&caller, &id).await?;
+    Ok(no_store(Json(view(record, execution)).into_response()))
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: &str) -> Result<(String, bool), &'static str> {
+        parse_submit(body.as_bytes(), "orders_lake").map_err(|e| match e {
+            AdhocError::BadRequest { code, .. } => code,
+            _ => "other",
+        })
+    }
+
+    #[test]
+    fn both_body_shapes_are_accepted_and_nothing_that_chooses_where_the_query_runs() {
+        assert_eq!(parsed(r#"{"sql":"SELECT 1","notify":true}"#), Ok(("SELECT 1".into(), true)));
+        assert_eq!(
+            parsed(r#"{"QueryString":"SELECT 1","QueryExecutionContext":{"Database":"orders_lake"}}"#),
+            Ok(("SELECT 1".into(), false))
+        );
+        assert_eq!(parsed(r#"{"QueryString":"SELECT 1"}"#), Ok(("SELECT 1".into(), false)));
+        assert_eq!(
+            parsed(r#"{"QueryString":"SELECT 1","ResultConfiguration":{"OutputLocation":"s3://evil/"}}"#),
+            Err("field_not_allowed")
+        );
+        assert_eq!(parsed(r#"{"QueryString":"SELECT 1","WorkGroup":"primary"}"#), Err("field_not_allowed"));
+        assert_eq!(
+            parsed(r#"{"QueryString":"SELECT 1","QueryExecutionContext":{"Database":"hr"}}"#),
+            Err("database_not_allowed")
+        );
+        assert_eq!(parsed(r#"{"sql":"SELECT 1","email":"x@evil.example"}"#), Err("unknown_field"));
+        assert_eq!(parsed(r#"{"sql":1}"#), Err("invalid_sql"));
+        assert_eq!(parsed(r#"{"sql":"SELECT 1","notify":"yes"}"#), Err("invalid_notify"));
+        assert_eq!(parsed("[]"), Err("invalid_body"));
+    }
+}
