@@ -24,8 +24,26 @@ pub struct Settings {
     pub read_model_reader_url: Option<String>,
     /// `READ_MODEL_AUTH`: the URL's password (default) or RDS IAM tokens.
     pub read_model_auth: projector::rds::Auth,
-    /// Where local state lives (`DATA_DIR`): the embedded store and, by default, the SQLite read model.
+    /// Where local state lives (`DATA_DIR`): the embedded store and, by default, the SQLite read model, the lake,
+    /// query records and results, and the notice outbox.
     pub data_dir: PathBuf,
+    /// `LAKE_URL`: `s3://bucket/prefix` or a directory (default `DATA_DIR/lake`).
+    pub lake_url: String,
+    /// `LAKE_FLUSH_MS`: how often the local lake writer writes what has arrived (default 2000).
+    pub lake_flush: std::time::Duration,
+    /// `QUERY_ENGINE`: `embedded` (DataFusion over the lake, default) or `athena`.
+    pub query_engine: QueryEngine,
+    /// `QUERY_TIMEOUT_SECS`: the embedded engine's per-query time limit (default 300).
+    pub query_timeout: std::time::Duration,
+    /// `DEV_IDENTITY` / `DEV_EMAIL`: who every local caller of `/queries` is, and their registered address.
+    pub dev_identity: adhoc::Identity,
+}
+
+/// Which engine runs ad-hoc SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryEngine {
+    Embedded,
+    Athena,
 }
 
 impl Settings {
@@ -56,6 +74,24 @@ impl Settings {
                     reason,
                 }
             })?,
+            lake_url: env.get("LAKE_URL").unwrap_or_else(|| data_dir.join("lake").display().to_string()),
+            lake_flush: std::time::Duration::from_millis(env.parse_or("LAKE_FLUSH_MS", 2_000u64)?),
+            query_engine: match env.get("QUERY_ENGINE").as_deref() {
+                None | Some("embedded") => QueryEngine::Embedded,
+                Some("athena") => QueryEngine::Athena,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "QUERY_ENGINE",
+                        value: other.into(),
+                        reason: "expected embedded or athena".into(),
+                    });
+                }
+            },
+            query_timeout: std::time::Duration::from_secs(env.parse_or("QUERY_TIMEOUT_SECS", 300u64)?),
+            dev_identity: adhoc::Identity {
+                principal: env.get("DEV_IDENTITY").unwrap_or_else(|| "dev".to_owned()),
+                email: Some(env.get("DEV_EMAIL").unwrap_or_else(|| "dev@localhost".to_owned())),
+            },
             data_dir,
         })
     }
@@ -85,6 +121,79 @@ pub enum RunError {
     Serve(std::io::Error),
     #[error("read model: {0}")]
     ReadModel(String),
+    #[error("lake: {0}")]
+    Lake(String),
+    #[error("ad-hoc SQL: {0}")]
+    Adhoc(String),
+}
+
+/// The `/queries` service for this process: the embedded engine over `lake` with records in
+/// `DATA_DIR/queries.db` and notices in `DATA_DIR/outbox`, or Athena (`QUERY_ENGINE=athena`) configured as the
+/// Lambda is.
+pub async fn adhoc_queries(
+    settings: &Settings,
+    lake: &lake::Lake,
+    query_addr: SocketAddr,
+) -> Result<adhoc::http::Queries, RunError> {
+    let identify = adhoc::http::fixed_identity(settings.dev_identity.clone());
+    let service = match settings.query_engine {
+        QueryEngine::Athena => {
+            let config = aws_config::load_from_env().await;
+            adhoc::athena_service(&config, |name| std::env::var(name).ok(), None).map_err(RunError::Adhoc)?.0
+        }
+        QueryEngine::Embedded => {
+            let common = adhoc::CommonSettings::from_env(|name| std::env::var(name).ok()).map_err(RunError::Adhoc)?;
+            let engine = adhoc_embedded::EmbeddedEngine::new(
+                lake.clone(),
+                settings.data_dir.join("query-results"),
+                adhoc_embedded::EmbeddedSettings { timeout: settings.query_timeout, ..Default::default() },
+            )
+            .map_err(RunError::Adhoc)?;
+            let records = adhoc::records::SqliteRecords::open(&settings.data_dir.join("queries.db"))
+                .map_err(|e| RunError::Adhoc(e.to_string()))?;
+            let lost = records
+                .fail_unfinished("the local process stopped while the query ran; submit it again")
+                .await
+                .map_err(|e| RunError::Adhoc(e.to_string()))?;
+            if lost > 0 {
+                tracing::warn!(queries = lost, "queries left unfinished by an earlier run are marked FAILED");
+            }
+            let outbox = adhoc::notice::Outbox::new(settings.data_dir.join("outbox"), "orders@localhost".into());
+            Arc::new(adhoc::Service::new(
+                Arc::new(engine),
+                Arc::new(records),
+                Some(Arc::new(outbox)),
+                adhoc::ServiceSettings {
+                    guard: adhoc::guard::GuardConfig::lake(common.database),
+                    link_lifetime: common.link_lifetime,
+                    link_base: Some(format!("http://{query_addr}")),
+                },
+            ))
+        }
+    };
+    Ok(adhoc::http::Queries { service: Some(service), identify })
+}
+
+/// Follows the embedded store's change log into the lake until `stop` turns true.
+async fn tail_lake(
+    lake: lake::Lake,
+    store: Arc<command_api::store::embedded::EmbeddedStore>,
+    flush_every: std::time::Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let committed = store.committed();
+    lake::tail::tail_embedded(
+        lake,
+        command_api::store::embedded::SOURCE,
+        move |after, limit| {
+            let store = store.clone();
+            async move { store.changes_after(after, limit).await.map_err(|e| e.to_string()) }
+        },
+        committed,
+        lake::tail::TailSettings { flush_every, ..Default::default() },
+        stop,
+    )
+    .await;
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the store.
@@ -100,7 +209,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
                 read_model = model.dialect().name(),
                 "projecting the embedded change log into the read model"
             );
-            Some(tokio::spawn(tail_embedded(model.clone(), embedded.clone(), stopped)))
+            Some(tokio::spawn(tail_embedded(model.clone(), embedded.clone(), stopped.clone())))
         }
         Opened::DynamoDb(_) => {
             tracing::warn!(
@@ -108,6 +217,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
             );
             None
         }
+    };
+    let lake = lake::Lake::open(&settings.lake_url).map_err(|e| RunError::Lake(e.to_string()))?;
+    let lake_writer = match &opened {
+        Opened::Embedded(embedded) => {
+            tracing::info!(lake = lake.url(), "writing the embedded change log to the lake");
+            Some(tokio::spawn(tail_lake(lake.clone(), embedded.clone(), settings.lake_flush, stopped.clone())))
+        }
+        Opened::DynamoDb(_) => None,
     };
     let bind = |var: &'static str, addr: SocketAddr| async move {
         let listener =
@@ -143,7 +260,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         ),
         None => model.clone(),
     };
-    let query_app = query_api::app(reader, query_api::Settings::default());
+    let adhoc = adhoc_queries(&settings, &lake, query_addr).await?;
+    let query_app = query_api::app_with_queries(reader, query_api::Settings::default(), adhoc);
     let (served, queried) = tokio::join!(
         axum::serve(commands, command_api::app(store)).with_graceful_shutdown(signal()),
         axum::serve(queries, query_app).with_graceful_shutdown(signal()),
@@ -151,6 +269,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     // The projector finishes the batch in hand, then the store's writer drains as the last handle drops.
     let _ = stop.send(true);
     if let Some(task) = projector {
+        let _ = task.await;
+    }
+    if let Some(task) = lake_writer {
         let _ = task.await;
     }
     drop(opened);

@@ -86,7 +86,7 @@ pub fn routes(queries: Queries) -> Router {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(submit, status, results, download, cancel), components(schemas(Submitted, QueryStatus, ResultsPage, Column, ErrorBody, SubmitBody)))]
+#[openapi(paths(submit, status, results, download, cancel), components(schemas(Submitted, QueryStatus, ResultsPage, Column, ErrorBody, crate::error::ErrorDetail, SubmitBody)))]
 pub struct ApiDoc;
 
 /// `POST /queries` body: `{"sql": "...", "notify": false}`, or the earlier

@@ -83,9 +83,20 @@ impl AppState {
 )]
 pub struct ApiDoc;
 
+/// The whole document: the reports and the ad-hoc SQL routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi().merge_from(adhoc::http::ApiDoc::openapi())
+}
+
+/// The reports, with `/queries` answering 503 `not_configured` (no ad-hoc SQL engine).
 pub fn app(model: Arc<ReadModel>, settings: Settings) -> Router {
+    app_with_queries(model, settings, adhoc::http::Queries { service: None, identify: Arc::new(|_| None) })
+}
+
+/// The reports and ad-hoc SQL (`/queries`).
+pub fn app_with_queries(model: Arc<ReadModel>, settings: Settings, queries: adhoc::http::Queries) -> Router {
     Router::new()
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(api_docs::routes("orders query API"))
         .route("/health", get(health))
         .route("/itemSalesReport", get(item_report))
@@ -94,6 +105,7 @@ pub fn app(model: Arc<ReadModel>, settings: Settings) -> Router {
         .fallback(|| async { QueryError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { QueryError::MethodNotAllowed })
         .with_state(AppState { model, settings, cache: Arc::new(Mutex::new(VecDeque::new())) })
+        .merge(adhoc::http::routes(queries))
 }
 
 #[utoipa::path(

@@ -3,10 +3,11 @@
 //! answers kept per epoch, the projection's status, and its OpenAPI document and docs page. One `Router` (`app`)
 //! for the local server and, unchanged, the Lambda (`query-api-lambda`).
 //!
-//! Not built yet: ad-hoc SQL over the analytics lake (issue 5).
+//! Ad-hoc SQL (`/queries`, from the `adhoc` crate) is mounted on the same Router by `app_with_queries`: Athena in
+//! the Lambda, the embedded engine in the local runner.
 
 pub mod error;
 pub mod http;
 
 pub use error::QueryError;
-pub use http::{Settings, app};
+pub use http::{Settings, app, app_with_queries, openapi};

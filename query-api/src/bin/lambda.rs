@@ -1,6 +1,7 @@
 //! The query API on AWS Lambda: the same Router as the local server, behind API Gateway via lambda_http. The read
 //! model is `READ_MODEL_URL` (in AWS: a user holding `orders_reader`, through RDS Proxy), `READ_MODEL_AUTH` as for
-//! the projector. One pool per container, created lazily.
+//! the projector. One pool per container, created lazily. Ad-hoc SQL runs on Athena (`ATHENA_WORKGROUP`,
+//! `LAKE_DATABASE`, `QUERIES_TABLE`); callers are who API Gateway's authorizer says they are.
 
 use std::sync::Arc;
 
@@ -10,5 +11,11 @@ use projector::ReadModel;
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(telemetry::LogFormat::Json);
     let model = Arc::new(ReadModel::from_env().await?);
-    lambda_http::run(query_api::app(model, query_api::Settings::default())).await
+    let config = aws_config::load_from_env().await;
+    let (service, common) = adhoc::athena_service(&config, |name| std::env::var(name).ok(), None)?;
+    let queries = adhoc::http::Queries {
+        service: Some(service),
+        identify: adhoc::http::authorizer_identity(common.addresses),
+    };
+    lambda_http::run(query_api::app_with_queries(model, query_api::Settings::default(), queries)).await
 }
