@@ -444,3 +444,6 @@ fn column_values(array: &ArrayRef, from: usize, to: usize) -> Result<Vec<Value>,
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,6 +41,8 @@ pub fn schema() -> SchemaRef {
         Field::new("quantity", DataType::Int32, true),
         Field::new("unitprice", DataType::Decimal128(PRICE_PRECISION, PRICE_SCALE), true),
         Field::new("orderdate", utc(), false),
+        // With `version`, the order's revision: an id can be reused after a removal, starting again at version 1.
+        Field::new("created_at", utc(), false),
         Field::new("orderstatus", DataType::Utf8, false),
         Field::new("version", DataType::Int64, false),
         Field::new("op", DataType::Utf8, false),
@@ -49,15 +51,18 @@ pub fn schema() -> SchemaRef {
 }
 
 /// The body of `order_lines_current` over `table`, in SQL that DataFusion, Athena (Trino) and DuckDB all run the
-/// same way. A removal's tombstone carries the version it erased, so at equal versions the tombstone wins.
+/// same way: per order, the rows of its latest revision (newest `created_at`, then highest `version`, as the read
+/// model orders them), unless that revision was removed (a tombstone carries the revision it erased) or cancelled.
+/// DISTINCT drops the copies a retried batch may have written.
 pub fn current_view_query(table: &str) -> String {
     format!(
-        "SELECT DISTINCT l.orderid, l.itemid, l.quantity, l.unitprice, l.orderdate, l.orderstatus, l.version, l.dt \
-         FROM {table} l \
-         JOIN (SELECT orderid, MAX(version) AS version, MAX(CASE WHEN op = 'REMOVE' THEN version END) AS removed \
-               FROM {table} GROUP BY orderid) latest \
-           ON l.orderid = latest.orderid AND l.version = latest.version \
-         WHERE latest.removed IS NULL AND l.op <> 'REMOVE' AND l.orderstatus <> 'cancelled'"
+        "SELECT DISTINCT orderid, itemid, quantity, unitprice, orderdate, orderstatus, version, created_at, dt \
+         FROM (SELECT orderid, itemid, quantity, unitprice, orderdate, orderstatus, version, created_at, dt, op, \
+                 RANK() OVER (PARTITION BY orderid ORDER BY created_at DESC, version DESC) AS revision_rank, \
+                 MAX(CASE WHEN op = 'REMOVE' THEN 1 ELSE 0 END) \
+                   OVER (PARTITION BY orderid, created_at, version) AS removed \
+               FROM {table}) revisions \
+         WHERE revision_rank = 1 AND removed = 0 AND orderstatus <> 'cancelled'"
     )
 }
 
@@ -204,6 +209,7 @@ struct Rows {
     quantity: Int32Builder,
     unitprice: Decimal128Builder,
     orderdate: TimestampMicrosecondBuilder,
+    created_at: TimestampMicrosecondBuilder,
     orderstatus: StringBuilder,
     version: Int64Builder,
     op: StringBuilder,
@@ -218,6 +224,7 @@ impl Rows {
             quantity: Int32Builder::new(),
             unitprice: Decimal128Builder::new(),
             orderdate: TimestampMicrosecondBuilder::new(),
+            created_at: TimestampMicrosecondBuilder::new(),
             orderstatus: StringBuilder::new(),
             version: Int64Builder::new(),
             op: StringBuilder::new(),
@@ -233,6 +240,7 @@ impl Rows {
             self.quantity.append_option(quantity);
             self.unitprice.append_option(price);
             self.orderdate.append_value(order.order_date.timestamp_micros());
+            self.created_at.append_value(order.created_at.timestamp_micros());
             self.orderstatus.append_value(order.status.as_str());
             self.version.append_value(version);
             self.op.append_value(op.as_str());
@@ -256,6 +264,7 @@ impl Rows {
             Arc::new(self.quantity.finish()),
             Arc::new(self.unitprice.finish().with_precision_and_scale(PRICE_PRECISION, PRICE_SCALE)?),
             utc(&mut self.orderdate),
+            utc(&mut self.created_at),
             Arc::new(self.orderstatus.finish()),
             Arc::new(self.version.finish()),
             Arc::new(self.op.finish()),
@@ -336,9 +345,9 @@ mod tests {
         assert_eq!(old_year.column(3).as_primitive::<Decimal128Type>().value(0), 12_500);
         assert!(old_year.column(3).is_null(1), "an unknown price is NULL, not 0");
         let new_year = &files["dt=2023-01-01"][0];
-        assert_eq!(new_year.column(7).as_string::<i32>().iter().collect::<Vec<_>>(), [Some("INSERT"), Some("REMOVE")]);
+        assert_eq!(new_year.column(8).as_string::<i32>().iter().collect::<Vec<_>>(), [Some("INSERT"), Some("REMOVE")]);
         assert!(new_year.column(1).is_null(1), "a tombstone has no item");
-        assert_eq!(new_year.column(6).as_primitive::<Int64Type>().value(1), 1, "the tombstone carries the erased version");
+        assert_eq!(new_year.column(7).as_primitive::<Int64Type>().value(1), 1, "the tombstone carries the erased version");
     }
 
     #[tokio::test]
