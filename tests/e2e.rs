@@ -421,3 +421,126 @@ async fn given_a_reader_url_then_the_query_api_reads_through_it_and_not_the_proj
     assert_eq!(r.status().as_u16(), 200, "the command side is unaffected");
     interrupt(running);
 }
+
+/// Submits `sql` to the running system's `/queries` and waits (bounded) for it to end; returns its id and state.
+async fn adhoc(query_url: &str, sql: &str, notify: bool) -> (String, Value) {
+    let client = reqwest::Client::new();
+    let r = client.post(format!("{query_url}/queries")).json(&json!({"sql": sql, "notify": notify})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let id = r.json::<Value>().await.unwrap()["queryId"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/queries/{id}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(query_url, &location).await;
+        assert_eq!(status, 200, "{body}");
+        if ["SUCCEEDED", "FAILED", "CANCELLED"].contains(&body["state"].as_str().unwrap_or_default()) {
+            return (id, body);
+        }
+        assert!(Instant::now() < deadline, "query {id} did not end within 30 s: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn given_orders_posted_to_the_running_system_then_ad_hoc_sql_over_the_lake_returns_their_numbers_paged_and_as_csv() {
+    // Given: the running system (embedded engine by default), orders posted, one amended and one cancelled.
+    let dir = tempfile::tempdir().unwrap();
+    let sys = start(dir.path(), &[("LAKE_FLUSH_MS", "100")]);
+    for n in 0..30 {
+        let body = format!(
+            r#"{{"orderId":"o{n}","orderDate":"2022-10-{:02}T10:00:00Z","items":[{{"itemid":"item{n:02}","quantity":{},"unitPrice":"2.50"}},{{"itemid":"z3333","quantity":1}}]}}"#,
+            1 + n % 28,
+            n + 1
+        );
+        assert_eq!(post(&sys.url, &body).await.0, 201);
+    }
+    let client = reqwest::Client::new();
+    let amend = client
+        .put(format!("{}/orders/o0", sys.url))
+        .header("if-match", "\"1\"")
+        .json(&json!({"items": [{"itemid": "item00", "quantity": 100, "unitPrice": "2.50"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(amend.status().is_success(), "{:?}", amend.text().await);
+    let cancel = client.post(format!("{}/orders/o1/cancel", sys.url)).send().await.unwrap();
+    assert!(cancel.status().is_success(), "{:?}", cancel.text().await);
+
+    // When: the lake has caught up (it writes every 100 ms here), an ad-hoc query over the current view.
+    let sql = "SELECT itemid, SUM(quantity) AS total, SUM(quantity * unitprice) AS revenue \
+               FROM order_lines_current GROUP BY itemid ORDER BY itemid";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let (id, status) = adhoc(&sys.query_url, "SELECT COUNT(DISTINCT orderid) AS n, MAX(version) AS v FROM order_lines", false).await;
+        assert_eq!(status["state"], "SUCCEEDED", "{status}");
+        let (_, page) = get(&sys.query_url, &format!("/queries/{id}/results")).await;
+        if page["rows"][0] == json!([30, 2]) {
+            let (id, status) = adhoc(&sys.query_url, sql, true).await;
+            assert_eq!(status["state"], "SUCCEEDED", "{status}");
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the lake did not catch up within 20 s: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // Then: pages of 12 rows (3 pages for 30 items), typed, with the right numbers.
+    let mut rows = Vec::new();
+    let mut path = format!("/queries/{id}/results?maxResults=12");
+    let mut pages = 0;
+    loop {
+        let (status, page) = get(&sys.query_url, &path).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["columns"][1], json!({"name": "total", "type": "bigint"}));
+        rows.extend(page["rows"].as_array().unwrap().clone());
+        pages += 1;
+        match page["nextToken"].as_str() {
+            Some(token) => path = format!("/queries/{id}/results?maxResults=12&nextToken={token}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(rows.len(), 30, "29 items (item01 was only in the cancelled order) and z3333");
+    assert_eq!(rows[0], json!(["item00", 100, "250.0000"]), "the amended quantity, exact decimal revenue");
+    assert!(!rows.iter().any(|r| r[0] == "item01"), "the cancelled order counts for nothing");
+    assert_eq!(rows[29], json!(["z3333", 28, null]), "28 live orders with z3333 (o0 amended it away, o1 cancelled), no price");
+
+    // And the CSV download holds exactly the paged rows.
+    let csv = client.get(format!("{}/queries/{id}/download", sys.query_url)).send().await.unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("itemid,total,revenue"));
+    let from_csv: Vec<String> = lines.map(str::to_owned).collect();
+    let from_pages: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| match v {
+                    Value::Null => String::new(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    assert_eq!(from_csv, from_pages);
+
+    // And the notice went to the caller's registered address (the dev identity's), with the download link.
+    let outbox = dir.path().join("data/outbox");
+    let notice = std::fs::read_dir(&outbox)
+        .unwrap_or_else(|e| panic!("{}: {e}", outbox.display()))
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .find(|m| m.contains(&id))
+        .unwrap_or_else(|| panic!("no notice for {id}"));
+    assert!(notice.contains("To: dev@localhost\r\n"), "{notice}");
+    assert!(notice.contains(&format!("{}/queries/{id}/download", sys.query_url)), "{notice}");
+
+    // And hostile SQL is refused over HTTP too.
+    let r = client.post(format!("{}/queries", sys.query_url)).json(&json!({"sql": "DROP TABLE order_lines"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    interrupt(sys);
+}
