@@ -425,7 +425,8 @@ async fn given_a_reader_url_then_the_query_api_reads_through_it_and_not_the_proj
 /// Submits `sql` to the running system's `/queries` and waits (bounded) for it to end; returns its id and state.
 async fn adhoc(query_url: &str, sql: &str, notify: bool) -> (String, Value) {
     let client = reqwest::Client::new();
-    let r = client.post(format!("{query_url}/queries")).json(&json!({"sql": sql, "notify": notify})).send().await.unwrap();
+    let r =
+        client.post(format!("{query_url}/queries")).json(&json!({"sql": sql, "notify": notify})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let id = r.json::<Value>().await.unwrap()["queryId"].as_str().unwrap().to_owned();
@@ -443,7 +444,8 @@ async fn adhoc(query_url: &str, sql: &str, notify: bool) -> (String, Value) {
 }
 
 #[tokio::test]
-async fn given_orders_posted_to_the_running_system_then_ad_hoc_sql_over_the_lake_returns_their_numbers_paged_and_as_csv() {
+async fn given_orders_posted_to_the_running_system_then_ad_hoc_sql_over_the_lake_returns_their_numbers_paged_and_as_csv()
+ {
     // Given: the running system (embedded engine by default), orders posted, one amended and one cancelled.
     let dir = tempfile::tempdir().unwrap();
     let sys = start(dir.path(), &[("LAKE_FLUSH_MS", "100")]);
@@ -472,7 +474,9 @@ async fn given_orders_posted_to_the_running_system_then_ad_hoc_sql_over_the_lake
                FROM order_lines_current GROUP BY itemid ORDER BY itemid";
     let deadline = Instant::now() + Duration::from_secs(20);
     let id = loop {
-        let (id, status) = adhoc(&sys.query_url, "SELECT COUNT(DISTINCT orderid) AS n, MAX(version) AS v FROM order_lines", false).await;
+        let (id, status) =
+            adhoc(&sys.query_url, "SELECT COUNT(DISTINCT orderid) AS n, MAX(version) AS v FROM order_lines", false)
+                .await;
         assert_eq!(status["state"], "SUCCEEDED", "{status}");
         let (_, page) = get(&sys.query_url, &format!("/queries/{id}/results")).await;
         if page["rows"][0] == json!([30, 2]) {
@@ -503,7 +507,11 @@ async fn given_orders_posted_to_the_running_system_then_ad_hoc_sql_over_the_lake
     assert_eq!(rows.len(), 30, "29 items (item01 was only in the cancelled order) and z3333");
     assert_eq!(rows[0], json!(["item00", 100, "250.0000"]), "the amended quantity, exact decimal revenue");
     assert!(!rows.iter().any(|r| r[0] == "item01"), "the cancelled order counts for nothing");
-    assert_eq!(rows[29], json!(["z3333", 28, null]), "28 live orders with z3333 (o0 amended it away, o1 cancelled), no price");
+    assert_eq!(
+        rows[29],
+        json!(["z3333", 28, null]),
+        "28 live orders with z3333 (o0 amended it away, o1 cancelled), no price"
+    );
 
     // And the CSV download holds exactly the paged rows.
     let csv = client.get(format!("{}/queries/{id}/download", sys.query_url)).send().await.unwrap();
@@ -540,7 +548,12 @@ async fn given_orders_posted_to_the_running_system_then_ad_hoc_sql_over_the_lake
     assert!(notice.contains(&format!("{}/queries/{id}/download", sys.query_url)), "{notice}");
 
     // And hostile SQL is refused over HTTP too.
-    let r = client.post(format!("{}/queries", sys.query_url)).json(&json!({"sql": "DROP TABLE order_lines"})).send().await.unwrap();
+    let r = client
+        .post(format!("{}/queries", sys.query_url))
+        .json(&json!({"sql": "DROP TABLE order_lines"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     interrupt(sys);
 }

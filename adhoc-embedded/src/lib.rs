@@ -72,7 +72,8 @@ impl EmbeddedEngine {
 
     /// A session that knows the lake and nothing else.
     pub async fn session(lake: &lake::Lake, memory_limit: usize) -> Result<SessionContext, String> {
-        let runtime = RuntimeEnvBuilder::new().with_memory_limit(memory_limit, 1.0).build_arc().map_err(|e| e.to_string())?;
+        let runtime =
+            RuntimeEnvBuilder::new().with_memory_limit(memory_limit, 1.0).build_arc().map_err(|e| e.to_string())?;
         let config = SessionConfig::new().with_information_schema(false);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let table_url = if let Some(rest) = lake.url().strip_prefix("s3://") {
@@ -110,7 +111,9 @@ impl EmbeddedEngine {
     fn finished_state(&self, id: &str) -> Result<Option<Execution>, EngineError> {
         let path = self.file(id, "json")?;
         match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(from_json(&bytes).ok_or_else(|| unavailable(format!("{}: unreadable", path.display())))?)),
+            Ok(bytes) => {
+                Ok(Some(from_json(&bytes).ok_or_else(|| unavailable(format!("{}: unreadable", path.display())))?))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
@@ -172,7 +175,8 @@ async fn execute(lake: &lake::Lake, memory_limit: usize, sql: &str, path: &Path)
     let ctx = EmbeddedEngine::session(lake, memory_limit).await?;
     let frame = ctx.sql_with_options(sql, EmbeddedEngine::query_options()).await.map_err(|e| e.to_string())?;
     let plan = frame.create_physical_plan().await.map_err(|e| e.to_string())?;
-    let mut stream = datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx()).map_err(|e| e.to_string())?;
+    let mut stream =
+        datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx()).map_err(|e| e.to_string())?;
     let partial = path.with_extension("arrow.partial");
     let file = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
     let mut writer = FileWriter::try_new(std::io::BufWriter::new(file), &stream.schema()).map_err(|e| e.to_string())?;
@@ -440,7 +444,9 @@ fn column_values(array: &ArrayRef, from: usize, to: usize) -> Result<Vec<Value>,
         _ => {
             let options = FormatOptions::default();
             let f = ArrayFormatter::try_new(array.as_ref(), &options).map_err(unavailable)?;
-            (from..to).map(|i| if array.is_null(i) { Value::Null } else { Value::String(f.value(i).to_string()) }).collect()
+            (from..to)
+                .map(|i| if array.is_null(i) { Value::Null } else { Value::String(f.value(i).to_string()) })
+                .collect()
         }
     })
 }

@@ -6,7 +6,10 @@ use serde_json::json;
 
 use super::*;
 
-async fn engine_over(changes_in_batches: Vec<Vec<domain::OrderChange>>, settings: EmbeddedSettings) -> (tempfile::TempDir, EmbeddedEngine) {
+async fn engine_over(
+    changes_in_batches: Vec<Vec<domain::OrderChange>>,
+    settings: EmbeddedSettings,
+) -> (tempfile::TempDir, EmbeddedEngine) {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake::Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
     for batch in changes_in_batches {
@@ -108,7 +111,8 @@ async fn given_a_time_limit_when_a_query_runs_longer_then_it_fails_naming_the_li
     let settings = EmbeddedSettings { timeout: Duration::from_nanos(1), ..Default::default() };
     let (_dir, engine) = engine_over(vec![history.changes.clone()], settings).await;
 
-    let end = run(&engine, "SELECT COUNT(*) FROM order_lines a CROSS JOIN order_lines b CROSS JOIN order_lines c").await;
+    let end =
+        run(&engine, "SELECT COUNT(*) FROM order_lines a CROSS JOIN order_lines b CROSS JOIN order_lines c").await;
 
     assert_eq!(end.state, State::Failed);
     assert!(end.failure.as_deref().unwrap_or_default().contains("time limit"), "{:?}", end.failure);
@@ -119,17 +123,27 @@ async fn given_a_finished_query_then_its_results_are_typed_paged_and_downloadabl
     let mut rng = Rng::new(4);
     let history = History::random(&mut rng, 30, 200);
     let (dir, engine) = engine_over(vec![history.changes.clone()], EmbeddedSettings::default()).await;
-    let id = engine.start("SELECT itemid, SUM(quantity) AS total, SUM(quantity * unitprice) AS revenue, COUNT(*) > 0 AS any \
-                           FROM order_lines GROUP BY itemid ORDER BY itemid").await.unwrap();
+    let id = engine
+        .start(
+            "SELECT itemid, SUM(quantity) AS total, SUM(quantity * unitprice) AS revenue, COUNT(*) > 0 AS any \
+                           FROM order_lines GROUP BY itemid ORDER BY itemid",
+        )
+        .await
+        .unwrap();
     assert_eq!(engine.wait(&id).await.unwrap().state, State::Succeeded);
 
     // A new engine over the same directories: as after a restart of the local process.
-    let again = EmbeddedEngine::new(engine.lake.clone(), dir.path().join("results"), EmbeddedSettings::default()).unwrap();
+    let again =
+        EmbeddedEngine::new(engine.lake.clone(), dir.path().join("results"), EmbeddedSettings::default()).unwrap();
     let page = again.results(&id, None, 2).await.unwrap();
     let kinds: Vec<&str> = page.columns.iter().map(|c| c.kind.as_str()).collect();
     assert_eq!(kinds, ["varchar", "bigint", "decimal(38,4)", "boolean"]);
     assert_eq!(page.rows.len(), 2);
-    assert!(page.rows[0][1].is_u64() && page.rows[0][2].is_string() && page.rows[0][3].is_boolean(), "{:?}", page.rows[0]);
+    assert!(
+        page.rows[0][1].is_u64() && page.rows[0][2].is_string() && page.rows[0][3].is_boolean(),
+        "{:?}",
+        page.rows[0]
+    );
     assert_eq!(page.next.as_deref(), Some("2"));
     assert!(matches!(again.results(&id, Some("x"), 2).await, Err(EngineError::BadToken)));
     assert!(matches!(again.results(&id, Some("999"), 2).await, Err(EngineError::BadToken)));

@@ -49,11 +49,24 @@ pub struct AthenaEngine {
     presign: Arc<dyn Presign>,
     workgroup: String,
     database: String,
+    /// The workgroup's enforced output location (`ATHENA_OUTPUT_LOCATION`), for when GetQueryExecution does not
+    /// report one: Athena names each result `<location>/<QueryExecutionId>.csv`.
+    output_location: Option<String>,
 }
 
 impl AthenaEngine {
-    pub fn new(api: Arc<dyn AthenaApi>, presign: Arc<dyn Presign>, workgroup: String, database: String) -> AthenaEngine {
-        AthenaEngine { api, presign, workgroup, database }
+    pub fn new(
+        api: Arc<dyn AthenaApi>,
+        presign: Arc<dyn Presign>,
+        workgroup: String,
+        database: String,
+    ) -> AthenaEngine {
+        AthenaEngine { api, presign, workgroup, database, output_location: None }
+    }
+
+    pub fn with_output_location(mut self, location: Option<String>) -> AthenaEngine {
+        self.output_location = location;
+        self
     }
 
     async fn succeeded(&self, id: &str) -> Result<AthenaExecution, EngineError> {
@@ -121,6 +134,7 @@ impl Engine for AthenaEngine {
         let described = self.succeeded(id).await?;
         let location = described
             .output_location
+            .or_else(|| self.output_location.as_ref().map(|l| format!("{}/{id}.csv", l.trim_end_matches('/'))))
             .ok_or_else(|| EngineError::Unavailable("Athena reported no output location".into()))?;
         Ok(Download::Redirect(self.presign.presign(&location, lifetime).await?))
     }

@@ -46,7 +46,8 @@ pub fn authorizer_identity(addresses: HashMap<String, String>) -> Identify {
         let jwt = authorizer.jwt.as_ref()?;
         let principal = jwt.claims.get("sub").filter(|s| !s.is_empty())?.clone();
         let verified = jwt.claims.get("email_verified").is_some_and(|v| v == "true");
-        let email = jwt.claims.get("email").filter(|_| verified).cloned().or_else(|| addresses.get(&principal).cloned());
+        let email =
+            jwt.claims.get("email").filter(|_| verified).cloned().or_else(|| addresses.get(&principal).cloned());
         Some(Identity { principal, email })
     })
 }
@@ -86,7 +87,18 @@ pub fn routes(queries: Queries) -> Router {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(submit, status, results, download, cancel), components(schemas(Submitted, QueryStatus, ResultsPage, Column, ErrorBody, crate::error::ErrorDetail, SubmitBody)))]
+#[openapi(
+    paths(submit, status, results, download, cancel),
+    components(schemas(
+        Submitted,
+        QueryStatus,
+        ResultsPage,
+        Column,
+        ErrorBody,
+        crate::error::ErrorDetail,
+        SubmitBody
+    ))
+)]
 pub struct ApiDoc;
 
 /// `POST /queries` body: `{"sql": "...", "notify": false}`, or the earlier
@@ -226,7 +238,11 @@ fn check_context(context: &Map<String, Value>, database: &str) -> Result<(), Adh
         (status = 401, description = "Caller not identified", body = ErrorBody),
         (status = 503, description = "Not configured, or the engine or records are unavailable", body = ErrorBody),
     ))]
-async fn submit(State(q): State<Queries>, Caller(caller): Caller, body: axum::body::Bytes) -> Result<Response, AdhocError> {
+async fn submit(
+    State(q): State<Queries>,
+    Caller(caller): Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, AdhocError> {
     let service = q.service()?;
     let (sql, notify) = parse_submit(&body, &service.guard().database)?;
     let record = service.submit(&caller, &sql, notify).await?;
@@ -247,7 +263,11 @@ async fn submit(State(q): State<Queries>, Caller(caller): Caller, body: axum::bo
         (status = 404, description = "No such query of the caller's", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
-async fn status(State(q): State<Queries>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Response, AdhocError> {
+async fn status(
+    State(q): State<Queries>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AdhocError> {
     let (record, execution) = q.service()?.status(&caller, &id).await?;
     Ok(no_store(Json(view(record, execution)).into_response()))
 }
@@ -295,7 +315,11 @@ async fn results(
         (status = 409, description = "The query has not succeeded", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
-async fn download(State(q): State<Queries>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Response, AdhocError> {
+async fn download(
+    State(q): State<Queries>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AdhocError> {
     match q.service()?.download(&caller, &id).await? {
         Download::Redirect(url) => {
             let location = HeaderValue::from_str(&url).map_err(|e| AdhocError::Unavailable(e.to_string()))?;
@@ -321,7 +345,11 @@ async fn download(State(q): State<Queries>, Caller(caller): Caller, Path(id): Pa
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
-async fn cancel(State(q): State<Queries>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Response, AdhocError> {
+async fn cancel(
+    State(q): State<Queries>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AdhocError> {
     let (record, execution) = q.service()?.cancel(&caller, &id).await?;
     Ok(no_store(Json(view(record, execution)).into_response()))
 }

@@ -72,7 +72,8 @@ pub fn athena_service(
         Arc::new(athena::S3Presign::default()),
         workgroup,
         common.database.clone(),
-    );
+    )
+    .with_output_location(get("ATHENA_OUTPUT_LOCATION"));
     let records = records::DynamoRecords::new(
         aws_sdk_dynamodb::Client::new(config),
         table,

@@ -29,7 +29,11 @@ pub trait Mailer: Send + Sync {
 }
 
 /// The notice for a query that ended; `None` when it did not ask for one or has no address.
-pub fn compose(record: &QueryRecord, execution: &Execution, link: Option<(&str, std::time::Duration)>) -> Option<Notice> {
+pub fn compose(
+    record: &QueryRecord,
+    execution: &Execution,
+    link: Option<(&str, std::time::Duration)>,
+) -> Option<Notice> {
     let to = record.address.clone().filter(|_| record.notify)?;
     let short: String = record.sql.chars().take(200).collect();
     let mut body = format!("Your query {} ended: {}.\n\nSQL: {short}\n", record.id, execution.state.as_str());
@@ -52,7 +56,10 @@ pub fn compose(record: &QueryRecord, execution: &Execution, link: Option<(&str, 
             }
         }
         State::Failed => {
-            body.push_str(&format!("\nReason: {}\n", execution.failure.as_deref().unwrap_or("not given by the engine")));
+            body.push_str(&format!(
+                "\nReason: {}\n",
+                execution.failure.as_deref().unwrap_or("not given by the engine")
+            ));
         }
         _ => {}
     }
@@ -169,8 +176,9 @@ mod tests {
         let failed = compose(&record(true), &ended(State::Failed, Some("column x not found")), None).unwrap();
         assert_eq!(failed.to, "dev@localhost");
         assert!(failed.body.contains("column x not found"), "{}", failed.body);
-        let ok = compose(&record(true), &ended(State::Succeeded, None), Some(("https://x/y", Duration::from_secs(3600))))
-            .unwrap();
+        let ok =
+            compose(&record(true), &ended(State::Succeeded, None), Some(("https://x/y", Duration::from_secs(3600))))
+                .unwrap();
         assert!(ok.body.contains("https://x/y") && ok.body.contains("60 minutes"), "{}", ok.body);
         assert_eq!(compose(&record(false), &ended(State::Succeeded, None), None), None);
     }
@@ -179,7 +187,11 @@ mod tests {
     async fn the_outbox_writes_one_message_without_header_injection() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::new(dir.path().join("outbox"), "orders@localhost".into());
-        let notice = Notice { to: "dev@localhost\r\nBcc: x@evil".into(), subject: "Query q1 SUCCEEDED".into(), body: "hi\n".into() };
+        let notice = Notice {
+            to: "dev@localhost\r\nBcc: x@evil".into(),
+            subject: "Query q1 SUCCEEDED".into(),
+            body: "hi\n".into(),
+        };
         outbox.send(&notice).await.unwrap();
         let files: Vec<_> = std::fs::read_dir(dir.path().join("outbox")).unwrap().collect();
         assert_eq!(files.len(), 1);

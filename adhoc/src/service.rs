@@ -62,7 +62,12 @@ impl Service {
     }
 
     /// Checks and starts `sql` for `caller`.
-    pub async fn submit(self: &Arc<Self>, caller: &Identity, sql: &str, notify: bool) -> Result<QueryRecord, AdhocError> {
+    pub async fn submit(
+        self: &Arc<Self>,
+        caller: &Identity,
+        sql: &str,
+        notify: bool,
+    ) -> Result<QueryRecord, AdhocError> {
         let checked = guard::check(sql, &self.settings.guard)?;
         if notify && caller.email.is_none() {
             return Err(AdhocError::bad(
@@ -221,24 +226,14 @@ impl From<EngineError> for AdhocError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_token_is_accepted_only_for_its_own_query() {
-        let token = wrap_token("q1", "1000");
-        assert_eq!(unwrap_token("q1", &token).unwrap(), "1000");
-        assert!(unwrap_token("q2", &token).is_err());
-        assert!(unwrap_token("q1", "not base64!").is_err());
-        assert!(unwrap_token("q1", &URL_SAFE_NO_PAD.encode("q1\n")).is_err());
-    }
-}
-
 impl Service {
     /// Handles one EventBridge "Athena Query State Change" event: a query that ended gets its record updated and,
     /// if it asked, its notice. Other states are ignored. An error makes Lambda retry the event.
-    pub async fn on_state_change_event(&self, mailer: &dyn Mailer, event: &serde_json::Value) -> Result<bool, AdhocError> {
+    pub async fn on_state_change_event(
+        &self,
+        mailer: &dyn Mailer,
+        event: &serde_json::Value,
+    ) -> Result<bool, AdhocError> {
         let detail = event.get("detail").ok_or_else(|| AdhocError::bad("invalid_event", "no detail"))?;
         let id = detail
             .get("queryExecutionId")
@@ -254,6 +249,24 @@ impl Service {
 }
 
 /// The notice Lambda's handler.
-pub async fn on_state_change(service: &Service, mailer: &dyn Mailer, event: &serde_json::Value) -> Result<bool, AdhocError> {
+pub async fn on_state_change(
+    service: &Service,
+    mailer: &dyn Mailer,
+    event: &serde_json::Value,
+) -> Result<bool, AdhocError> {
     service.on_state_change_event(mailer, event).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_accepted_only_for_its_own_query() {
+        let token = wrap_token("q1", "1000");
+        assert_eq!(unwrap_token("q1", &token).unwrap(), "1000");
+        assert!(unwrap_token("q2", &token).is_err());
+        assert!(unwrap_token("q1", "not base64!").is_err());
+        assert!(unwrap_token("q1", &URL_SAFE_NO_PAD.encode("q1\n")).is_err());
+    }
 }

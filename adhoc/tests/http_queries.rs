@@ -33,7 +33,14 @@ impl Engine for Fake {
         Ok(format!("q{}", started.len()))
     }
     async fn status(&self, _: &str) -> Result<Execution, EngineError> {
-        Ok(Execution { state: State::Succeeded, submitted_at: None, completed_at: None, bytes_scanned: Some(3), run_time_ms: Some(1), failure: None })
+        Ok(Execution {
+            state: State::Succeeded,
+            submitted_at: None,
+            completed_at: None,
+            bytes_scanned: Some(3),
+            run_time_ms: Some(1),
+            failure: None,
+        })
     }
     async fn results(&self, _: &str, token: Option<&str>, max: u32) -> Result<Page, EngineError> {
         let from: u32 = token.map(|t| t.parse().map_err(|_| EngineError::BadToken)).transpose()?.unwrap_or(0);
@@ -82,7 +89,13 @@ fn api() -> Api {
     Api { router, engine, _dir: dir }
 }
 
-async fn call(api: &Api, method: &str, uri: &str, caller: Option<&str>, body: Option<Value>) -> (StatusCode, Value, axum::http::HeaderMap) {
+async fn call(
+    api: &Api,
+    method: &str,
+    uri: &str,
+    caller: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(c) = caller {
         req = req.header("x-test-caller", c);
@@ -127,7 +140,11 @@ async fn given_hostile_sql_when_submitted_then_400_names_the_reason_and_the_engi
         assert!(code.starts_with("sql_"), "{code}");
         assert!(!body["error"]["message"].as_str().unwrap_or_default().is_empty());
     }
-    assert!(api.engine.started.lock().unwrap().is_empty(), "the engine received {:?}", api.engine.started.lock().unwrap());
+    assert!(
+        api.engine.started.lock().unwrap().is_empty(),
+        "the engine received {:?}",
+        api.engine.started.lock().unwrap()
+    );
 
     let (status, body, _) = call(
         &api,
@@ -176,15 +193,21 @@ async fn given_a_result_of_several_pages_then_tokens_walk_it_and_a_foreign_or_ma
             Some(token) => {
                 // The same token on another of the caller's queries is refused.
                 let (status, body, _) =
-                    call(&api, "GET", &format!("/queries/{other}/results?nextToken={token}"), Some("alice"), None).await;
-                assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_next_token")));
+                    call(&api, "GET", &format!("/queries/{other}/results?nextToken={token}"), Some("alice"), None)
+                        .await;
+                assert_eq!(
+                    (status, body["error"]["code"].as_str()),
+                    (StatusCode::BAD_REQUEST, Some("invalid_next_token"))
+                );
                 uri = format!("/queries/{id}/results?maxResults=10&nextToken={token}");
             }
             None => break,
         }
     }
     assert_eq!(seen, (0..25).collect::<Vec<_>>());
-    for bad in ["nextToken=garbage", "nextToken=cTkKMTA", "maxResults=0", "maxResults=1001", "maxResults=ten", "limit=5"] {
+    for bad in
+        ["nextToken=garbage", "nextToken=cTkKMTA", "maxResults=0", "maxResults=1001", "maxResults=ten", "limit=5"]
+    {
         let (status, _, _) = call(&api, "GET", &format!("/queries/{id}/results?{bad}"), Some("alice"), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
@@ -196,8 +219,14 @@ async fn given_notify_without_a_registered_address_then_400_and_an_address_in_th
     let (status, body, _) =
         call(&api, "POST", "/queries", Some("no-address"), Some(json!({"sql": "SELECT 1", "notify": true}))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("no_registered_address")));
-    let (status, body, _) =
-        call(&api, "POST", "/queries", Some("alice"), Some(json!({"sql": "SELECT 1", "notify": true, "email": "x@evil.example"}))).await;
+    let (status, body, _) = call(
+        &api,
+        "POST",
+        "/queries",
+        Some("alice"),
+        Some(json!({"sql": "SELECT 1", "notify": true, "email": "x@evil.example"})),
+    )
+    .await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("unknown_field")));
 }
 
@@ -205,7 +234,14 @@ async fn given_notify_without_a_registered_address_then_400_and_an_address_in_th
 async fn given_no_engine_configured_then_every_route_answers_503_not_configured() {
     let router = routes(Queries { service: None, identify: by_header() });
     let res = router
-        .oneshot(Request::builder().method("POST").uri("/queries").header("x-test-caller", "a").body(Body::from("{}")).unwrap())
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/queries")
+                .header("x-test-caller", "a")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);

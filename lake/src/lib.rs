@@ -17,8 +17,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::NaiveDate;
 use domain::{ChangeKind, Order, OrderChange};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -111,7 +111,8 @@ impl Lake {
                 return Err(LakeError::Url(url.into(), "no bucket".into()));
             }
             let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL_S3").ok().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            if let Some(endpoint) =
+                std::env::var("AWS_ENDPOINT_URL_S3").ok().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
             {
                 builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
             }
@@ -162,7 +163,8 @@ impl Lake {
         for (day, rows) in partition(changes) {
             let batch = rows.finish()?;
             let bytes = encode(&batch)?;
-            let path = self.table_path().join(format!("dt={day}").as_str()).join(format!("part-{batch_id}.parquet").as_str());
+            let path =
+                self.table_path().join(format!("dt={day}").as_str()).join(format!("part-{batch_id}.parquet").as_str());
             self.store.put(&path, bytes.into()).await?;
             written.files += 1;
             written.rows += batch.num_rows();
@@ -291,7 +293,11 @@ fn partition(changes: &[OrderChange]) -> BTreeMap<NaiveDate, Rows> {
         };
         let Some(order) = order else { continue };
         let day = order.order_date.date_naive();
-        days.entry(day).or_insert_with(Rows::new).push_order(order, change.kind(), change.changed_at().timestamp_micros());
+        days.entry(day).or_insert_with(Rows::new).push_order(
+            order,
+            change.kind(),
+            change.changed_at().timestamp_micros(),
+        );
     }
     days
 }
@@ -326,7 +332,10 @@ mod tests {
             r#"{"orderId":"a","orderDate":"2022-12-31T23:30:00Z","items":[{"itemid":"x","quantity":2,"unitPrice":"1.25"},{"itemid":"y","quantity":1}]}"#,
             "2023-01-02T00:00:00Z",
         );
-        let b = order(r#"{"orderId":"b","orderDate":"2023-01-01T00:10:00Z","items":[{"itemid":"x","quantity":5}]}"#, "2023-01-02T00:00:00Z");
+        let b = order(
+            r#"{"orderId":"b","orderDate":"2023-01-01T00:10:00Z","items":[{"itemid":"x","quantity":5}]}"#,
+            "2023-01-02T00:00:00Z",
+        );
         let changes = vec![
             change(ChangeKind::Insert, None, Some(&a), "embedded", 1),
             change(ChangeKind::Insert, None, Some(&b), "embedded", 2),
@@ -347,7 +356,11 @@ mod tests {
         let new_year = &files["dt=2023-01-01"][0];
         assert_eq!(new_year.column(8).as_string::<i32>().iter().collect::<Vec<_>>(), [Some("INSERT"), Some("REMOVE")]);
         assert!(new_year.column(1).is_null(1), "a tombstone has no item");
-        assert_eq!(new_year.column(7).as_primitive::<Int64Type>().value(1), 1, "the tombstone carries the erased version");
+        assert_eq!(
+            new_year.column(7).as_primitive::<Int64Type>().value(1),
+            1,
+            "the tombstone carries the erased version"
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! The projector on AWS Lambda: DynamoDB Streams batches into the read model, reporting failed records
 //! (FunctionResponseTypes: ReportBatchItemFailures). One pool per container, created lazily.
 
+#![recursion_limit = "256"]
+
 use lambda_runtime::{LambdaEvent, service_fn};
 use projector::ReadModel;
 use serde_json::Value;

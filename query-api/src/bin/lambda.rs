@@ -13,9 +13,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let model = Arc::new(ReadModel::from_env().await?);
     let config = aws_config::load_from_env().await;
     let (service, common) = adhoc::athena_service(&config, |name| std::env::var(name).ok(), None)?;
-    let queries = adhoc::http::Queries {
-        service: Some(service),
-        identify: adhoc::http::authorizer_identity(common.addresses),
-    };
+    let queries =
+        adhoc::http::Queries { service: Some(service), identify: adhoc::http::authorizer_identity(common.addresses) };
     lambda_http::run(query_api::app_with_queries(model, query_api::Settings::default(), queries)).await
 }
