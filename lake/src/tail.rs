@@ -16,17 +16,7 @@ use crate::Lake;
 /// Writes the decodable prefix of `records` as one batch. A failed write takes nothing (the first record is the
 /// failure; a retry rewrites the same files); otherwise the first undecodable record, if any, is.
 pub async fn consume(lake: &Lake, records: Vec<Decoded>) -> Consumed {
-    let mut prefix = Vec::with_capacity(records.len());
-    let mut failure = None;
-    for (i, r) in records.into_iter().enumerate() {
-        match r {
-            Ok(change) => prefix.push(change),
-            Err(reason) => {
-                failure = Some((i, format!("undecodable record: {reason}")));
-                break;
-            }
-        }
-    }
+    let (prefix, failure) = projector::feed::decodable_prefix(records);
     match lake.write(&prefix).await {
         Ok(written) => {
             tracing::info!(files = written.files, rows = written.rows, changes = prefix.len(), "lake batch written");

@@ -21,20 +21,23 @@ pub struct BatchOutcome {
     pub failure: Option<(usize, String)>,
 }
 
-/// Applies the decodable prefix of `records` in one transaction. If it fails, nothing was applied and the first
-/// record is the failure; otherwise the first undecodable record (if any) is.
-pub async fn project(model: &ReadModel, records: Vec<Decoded>) -> BatchOutcome {
+/// The changes before the first undecodable record, and that record's index and reason (every consumer of a feed
+/// takes the same prefix).
+pub fn decodable_prefix(records: Vec<Decoded>) -> (Vec<OrderChange>, Option<(usize, String)>) {
     let mut prefix = Vec::with_capacity(records.len());
-    let mut undecodable = None;
     for (i, r) in records.into_iter().enumerate() {
         match r {
             Ok(change) => prefix.push(change),
-            Err(reason) => {
-                undecodable = Some((i, format!("undecodable record: {reason}")));
-                break;
-            }
+            Err(reason) => return (prefix, Some((i, format!("undecodable record: {reason}")))),
         }
     }
+    (prefix, None)
+}
+
+/// Applies the decodable prefix of `records` in one transaction. If it fails, nothing was applied and the first
+/// record is the failure; otherwise the first undecodable record (if any) is.
+pub async fn project(model: &ReadModel, records: Vec<Decoded>) -> BatchOutcome {
+    let (prefix, undecodable) = decodable_prefix(records);
     // An empty prefix is applied as a no-op, so a failure here always belongs to the prefix's first record.
     match model.apply(&prefix).await {
         Ok(applied) => BatchOutcome { applied, failure: undecodable },
