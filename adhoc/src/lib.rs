@@ -57,32 +57,53 @@ impl CommonSettings {
     }
 }
 
-/// The AWS wiring: Athena in `ATHENA_WORKGROUP`, records in `QUERIES_TABLE`. `mailer` is `None` in the query
-/// API (the notice Lambda sends notices on Athena's events).
+/// The Athena deployment's settings: the common ones plus where queries run and where records live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AthenaSettings {
+    pub common: CommonSettings,
+    /// `ATHENA_WORKGROUP`: the workgroup every query runs in (its enforced configuration decides the output).
+    pub workgroup: String,
+    /// `QUERIES_TABLE`: the DynamoDB table of query records.
+    pub table: String,
+    /// `ATHENA_OUTPUT_LOCATION`: where results go when the workgroup does not enforce it.
+    pub output_location: Option<String>,
+}
+
+impl AthenaSettings {
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<AthenaSettings, String> {
+        Ok(AthenaSettings {
+            common: CommonSettings::from_env(&get)?,
+            workgroup: get("ATHENA_WORKGROUP").ok_or("ATHENA_WORKGROUP is not set (the Athena workgroup to run in)")?,
+            table: get("QUERIES_TABLE").ok_or("QUERIES_TABLE is not set (the DynamoDB table of query records)")?,
+            output_location: get("ATHENA_OUTPUT_LOCATION"),
+        })
+    }
+}
+
+/// The AWS wiring: Athena in the configured workgroup, records in DynamoDB. `mailer` is `None` in the query API
+/// (the notice Lambda sends notices on Athena's events).
 pub fn athena_service(
     config: &aws_config::SdkConfig,
-    get: impl Fn(&str) -> Option<String>,
+    settings: &AthenaSettings,
     mailer: Option<Arc<dyn notice::Mailer>>,
-) -> Result<(Arc<Service>, CommonSettings), String> {
-    let common = CommonSettings::from_env(&get)?;
-    let workgroup = get("ATHENA_WORKGROUP").ok_or("ATHENA_WORKGROUP is not set (the Athena workgroup to run in)")?;
-    let table = get("QUERIES_TABLE").ok_or("QUERIES_TABLE is not set (the DynamoDB table of query records)")?;
+) -> Arc<Service> {
+    let common = &settings.common;
     let engine = athena::AthenaEngine::new(
         Arc::new(athena::SdkAthena(aws_sdk_athena::Client::new(config))),
         Arc::new(athena::S3Presign::default()),
-        workgroup,
+        settings.workgroup.clone(),
         common.database.clone(),
     )
-    .with_output_location(get("ATHENA_OUTPUT_LOCATION"));
+    .with_output_location(settings.output_location.clone());
     let records = records::DynamoRecords::new(
         aws_sdk_dynamodb::Client::new(config),
-        table,
+        settings.table.clone(),
         chrono::Duration::from_std(common.retention).unwrap_or(chrono::Duration::days(7)),
     );
-    let settings = ServiceSettings {
+    let service_settings = ServiceSettings {
         guard: guard::GuardConfig::lake(common.database.clone()),
         link_lifetime: common.link_lifetime,
         link_base: None,
     };
-    Ok((Arc::new(Service::new(Arc::new(engine), Arc::new(records), mailer, settings)), common))
+    Arc::new(Service::new(Arc::new(engine), Arc::new(records), mailer, service_settings))
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use adhoc::http::{Queries, fixed_identity, routes};
-use adhoc::{Identity, athena_service};
+use adhoc::{AthenaSettings, Identity, athena_service};
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use axum::body::Body;
@@ -132,7 +132,7 @@ async fn given_athena_when_a_query_is_submitted_polled_paged_and_downloaded_then
         ("ATHENA_OUTPUT_LOCATION", format!("s3://{bucket}/athena/")),
         ("NOTICE_LINK_TTL_SECS", "900".to_owned()),
     ]);
-    let (service, _) = athena_service(&config, |k| env.get(k).cloned(), None).unwrap();
+    let service = athena_service(&config, &AthenaSettings::from_env(|k| env.get(k).cloned()).unwrap(), None);
     let caller =
         Identity { principal: "arn:aws:iam::123456789012:user/ana".into(), email: Some("ana@example.com".into()) };
     let router = routes(Queries { service: Some(service.clone()), identify: fixed_identity(caller) });

@@ -17,6 +17,9 @@ pub enum ConfigError {
     Invalid { name: &'static str, value: String, reason: String },
     #[error("{0}")]
     Open(String),
+    /// A setting's own explanation, naming the variable.
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// A view of the environment; tests pass a map instead of the process environment.

@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let get = |name: &str| std::env::var(name).ok();
     let sender = get("NOTICE_SENDER").ok_or("NOTICE_SENDER is not set (the SES identity notices come from)")?;
     let mailer = adhoc::notice::Ses::new(aws_sdk_sesv2::Client::new(&config), sender);
-    let (service, _) = adhoc::athena_service(&config, get, None)?;
+    let service = adhoc::athena_service(&config, &adhoc::AthenaSettings::from_env(get)?, None);
     let (service, mailer) = (&service, &mailer);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         adhoc::service::on_state_change(service, mailer, &event.payload).await.map_err(|e| e.to_string())

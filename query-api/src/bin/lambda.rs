@@ -12,8 +12,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(telemetry::LogFormat::Json);
     let model = Arc::new(ReadModel::from_env().await?);
     let config = aws_config::load_from_env().await;
-    let (service, common) = adhoc::athena_service(&config, |name| std::env::var(name).ok(), None)?;
-    let queries =
-        adhoc::http::Queries { service: Some(service), identify: adhoc::http::authorizer_identity(common.addresses) };
+    let settings = adhoc::AthenaSettings::from_env(|name| std::env::var(name).ok())?;
+    let service = adhoc::athena_service(&config, &settings, None);
+    let queries = adhoc::http::Queries {
+        service: Some(service),
+        identify: adhoc::http::authorizer_identity(settings.common.addresses),
+    };
     lambda_http::run(query_api::app_with_queries(model, query_api::Settings::default(), queries)).await
 }
