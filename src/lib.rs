@@ -2,6 +2,7 @@
 //! Each part is chosen by configuration (the same variables the Lambdas read); see the README's table.
 
 pub mod bench;
+pub mod bench_lake;
 pub mod bench_projector;
 pub mod bench_reports;
 
@@ -31,19 +32,22 @@ pub struct Settings {
     pub lake_url: String,
     /// `LAKE_FLUSH_MS`: how often the local lake writer writes what has arrived (default 2000).
     pub lake_flush: std::time::Duration,
-    /// `QUERY_ENGINE`: `embedded` (DataFusion over the lake, default) or `athena`.
+    /// `QUERY_ENGINE`: `embedded` (DataFusion over the lake, default) or `athena` (with its settings).
     pub query_engine: QueryEngine,
-    /// `QUERY_TIMEOUT_SECS`: the embedded engine's per-query time limit (default 300).
-    pub query_timeout: std::time::Duration,
+    /// `LAKE_DATABASE`, `RESULT_RETENTION_DAYS`, `NOTICE_LINK_TTL_SECS`, `NOTICE_ADDRESSES`.
+    pub adhoc: adhoc::CommonSettings,
+    /// `QUERY_TIMEOUT_SECS` (default 300), `QUERY_MEMORY_MB` (default 1024): the embedded engine's limits.
+    pub embedded_engine: adhoc_embedded::EmbeddedSettings,
     /// `DEV_IDENTITY` / `DEV_EMAIL`: who every local caller of `/queries` is, and their registered address.
     pub dev_identity: adhoc::Identity,
 }
 
 /// Which engine runs ad-hoc SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryEngine {
     Embedded,
-    Athena,
+    /// `ATHENA_WORKGROUP`, `QUERIES_TABLE`, `ATHENA_OUTPUT_LOCATION`, as the query Lambda reads them.
+    Athena(Box<adhoc::AthenaSettings>),
 }
 
 impl Settings {
@@ -78,7 +82,9 @@ impl Settings {
             lake_flush: std::time::Duration::from_millis(env.parse_or("LAKE_FLUSH_MS", 2_000u64)?),
             query_engine: match env.get("QUERY_ENGINE").as_deref() {
                 None | Some("embedded") => QueryEngine::Embedded,
-                Some("athena") => QueryEngine::Athena,
+                Some("athena") => QueryEngine::Athena(Box::new(
+                    adhoc::AthenaSettings::from_env(|name| env.get(name)).map_err(ConfigError::Setting)?,
+                )),
                 Some(other) => {
                     return Err(ConfigError::Invalid {
                         name: "QUERY_ENGINE",
@@ -87,7 +93,12 @@ impl Settings {
                     });
                 }
             },
-            query_timeout: std::time::Duration::from_secs(env.parse_or("QUERY_TIMEOUT_SECS", 300u64)?),
+            adhoc: adhoc::CommonSettings::from_env(|name| env.get(name)).map_err(ConfigError::Setting)?,
+            embedded_engine: adhoc_embedded::EmbeddedSettings {
+                timeout: std::time::Duration::from_secs(env.parse_or("QUERY_TIMEOUT_SECS", 300u64)?),
+                memory_limit: env.parse_or("QUERY_MEMORY_MB", 1024usize)?.saturating_mul(1 << 20),
+                ..Default::default()
+            },
             dev_identity: adhoc::Identity {
                 principal: env.get("DEV_IDENTITY").unwrap_or_else(|| "dev".to_owned()),
                 email: Some(env.get("DEV_EMAIL").unwrap_or_else(|| "dev@localhost".to_owned())),
@@ -136,17 +147,17 @@ pub async fn adhoc_queries(
     query_addr: SocketAddr,
 ) -> Result<adhoc::http::Queries, RunError> {
     let identify = adhoc::http::fixed_identity(settings.dev_identity.clone());
-    let service = match settings.query_engine {
-        QueryEngine::Athena => {
+    let service = match &settings.query_engine {
+        QueryEngine::Athena(athena) => {
             let config = aws_config::load_from_env().await;
-            adhoc::athena_service(&config, |name| std::env::var(name).ok(), None).map_err(RunError::Adhoc)?.0
+            adhoc::athena_service(&config, athena, None)
         }
         QueryEngine::Embedded => {
-            let common = adhoc::CommonSettings::from_env(|name| std::env::var(name).ok()).map_err(RunError::Adhoc)?;
+            let common = &settings.adhoc;
             let engine = adhoc_embedded::EmbeddedEngine::new(
                 lake.clone(),
                 settings.data_dir.join("query-results"),
-                adhoc_embedded::EmbeddedSettings { timeout: settings.query_timeout, ..Default::default() },
+                settings.embedded_engine.clone(),
             )
             .map_err(RunError::Adhoc)?;
             let records = adhoc::records::SqliteRecords::open(&settings.data_dir.join("queries.db"))
@@ -164,7 +175,7 @@ pub async fn adhoc_queries(
                 Arc::new(records),
                 Some(Arc::new(outbox)),
                 adhoc::ServiceSettings {
-                    guard: adhoc::guard::GuardConfig::lake(common.database),
+                    guard: adhoc::guard::GuardConfig::lake(common.database.clone()),
                     link_lifetime: common.link_lifetime,
                     link_base: Some(format!("http://{query_addr}")),
                 },

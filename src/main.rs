@@ -44,6 +44,9 @@ enum Bench {
     /// Both reports over HTTP with 1,000,000 orders in PostgreSQL, next to their raw SQL and the earlier
     /// version's GROUP BY over every line.
     Reports(orders::bench_reports::ReportsArgs),
+    /// The lake writer's rows/s, then the item-sales and monthly questions as ad-hoc SQL on the embedded engine
+    /// next to DuckDB over the same Parquet files (`scripts/bench-lake` installs DuckDB and runs this).
+    Lake(orders::bench_lake::LakeArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Post(args)) => orders::bench::run(args).await,
             Command::Bench(Bench::Projector(args)) => orders::bench_projector::run(args).await,
             Command::Bench(Bench::Reports(args)) => orders::bench_reports::run(args).await,
+            Command::Bench(Bench::Lake(args)) => orders::bench_lake::run(args).await,
         }
     });
     match result {

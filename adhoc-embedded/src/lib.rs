@@ -29,11 +29,11 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddedSettings {
     /// Per-query time limit (`QUERY_TIMEOUT_SECS`, default 300).
     pub timeout: Duration,
-    /// Memory a query may hold (`QUERY_MEMORY_MB`, default 1024); beyond it, it fails.
+    /// Memory a query may hold (`QUERY_MEMORY_MB`, default 1024); beyond it, sorts spill to disk or the query fails.
     pub memory_limit: usize,
     /// Queries run at once; the rest wait QUEUED.
     pub concurrency: usize,
@@ -72,8 +72,10 @@ impl EmbeddedEngine {
 
     /// A session that knows the lake and nothing else.
     pub async fn session(lake: &lake::Lake, memory_limit: usize) -> Result<SessionContext, String> {
-        let runtime =
-            RuntimeEnvBuilder::new().with_memory_limit(memory_limit, 1.0).build_arc().map_err(|e| e.to_string())?;
+        // A fair pool, not the greedy default: the view's sorts spill instead of starving the merges that follow
+        // them (with the greedy pool a 10M-row lake fails at 1 GiB).
+        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(memory_limit));
+        let runtime = RuntimeEnvBuilder::new().with_memory_pool(pool).build_arc().map_err(|e| e.to_string())?;
         let config = SessionConfig::new().with_information_schema(false);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let table_url = if let Some(rest) = lake.url().strip_prefix("s3://") {
