@@ -392,4 +392,52 @@ mod tests {
         assert_eq!(scaled("0.0001".parse().unwrap()), 1);
         assert_eq!(scaled("12345678901234.9999".parse().unwrap()), 123_456_789_012_349_999);
     }
+
+    /// The Glue catalog in template.yaml is the same table and view Athena runs in AWS.
+    fn template() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap()
+    }
+
+    #[test]
+    fn given_the_template_then_athenas_view_is_the_same_sql_as_the_embedded_engines() {
+        let text = template();
+        let start = text.find(r#"{"originalSql":""#).expect("the view's Presto definition") + 16;
+        let end = start + text[start..].find(r#"","catalog""#).expect("the end of originalSql");
+        assert_eq!(&text[start..end], current_view_query(TABLE));
+    }
+
+    #[test]
+    fn given_the_template_then_the_glue_table_has_the_lakes_columns_in_order() {
+        let text = template();
+        let table = &text[text.find("  OrderLinesTable:").expect("OrderLinesTable")..];
+        let table = &table[..table.find("\n\n").unwrap_or(table.len())];
+        let columns: Vec<(&str, &str)> = table
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- {Name: "))
+            .filter_map(|l| l.strip_suffix('}'))
+            .filter_map(|l| l.split_once(", Type: "))
+            .map(|(name, ty)| (name, ty.trim_matches('"')))
+            .collect();
+        let expected: Vec<(String, &str)> = schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let hive = match f.data_type() {
+                    DataType::Utf8 => "string",
+                    DataType::Int32 => "int",
+                    DataType::Int64 => "bigint",
+                    DataType::Decimal128(18, 4) => "decimal(18,4)",
+                    DataType::Timestamp(_, _) => "timestamp",
+                    other => panic!("no Hive type for {other}"),
+                };
+                (f.name().clone(), hive)
+            })
+            .chain([("dt".to_owned(), "string")])
+            .collect();
+        let got: Vec<(String, &str)> = columns.iter().map(|(n, t)| ((*n).to_owned(), *t)).collect();
+        // The partition key is declared apart from the columns: compare both.
+        let dt = table.contains("- Name: dt\n            Type: string");
+        assert!(dt, "dt is the partition key");
+        assert_eq!(got, expected[..expected.len() - 1]);
+    }
 }
