@@ -289,11 +289,8 @@ impl Records for DynamoRecords {
             update = update.expression_attribute_values(":failure", s(reason));
             set.push("failure = :failure");
         }
-        match update.update_expression(format!("SET {}", set.join(", "))).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(store_err(aws_sdk_dynamodb::error::DisplayErrorContext(e))),
-        }
+        // An ended record keeps its end: a later state change is a no-op.
+        applied(update.update_expression(format!("SET {}", set.join(", "))).send().await).map(|_| ())
     }
 
     async fn claim_notice(&self, id: &str, at: DateTime<Utc>) -> Result<bool, RecordError> {
@@ -307,11 +304,18 @@ impl Records for DynamoRecords {
             .expression_attribute_values(":at", s(at.to_rfc3339()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(store_err(aws_sdk_dynamodb::error::DisplayErrorContext(e))),
-        }
+        applied(result)
+    }
+}
+
+/// A conditional UpdateItem's outcome: `true` when it applied, `false` when its condition did not hold.
+fn applied<T>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError>>,
+) -> Result<bool, RecordError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+        Err(e) => Err(store_err(aws_sdk_dynamodb::error::DisplayErrorContext(e))),
     }
 }
 
