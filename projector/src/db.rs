@@ -296,6 +296,19 @@ impl Tx {
         })
     }
 
+    /// Runs `sql` as text, unprepared: statements servers refuse to prepare (role and user DDL).
+    pub async fn execute_raw(&mut self, sql: &str) -> Result<u64, sqlx::Error> {
+        let raw = || sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
+        Ok(match self {
+            Tx::Postgres(t) => raw().execute(&mut **t).await?.rows_affected(),
+            Tx::MySql(t) => raw().execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t) => raw().execute(&mut **t).await?.rows_affected(),
+            Tx::PostgresRead(c) => raw().execute(&mut **c).await?.rows_affected(),
+            Tx::MySqlRead(c) => raw().execute(&mut **c).await?.rows_affected(),
+            Tx::SqliteRead(c) => raw().execute(&mut **c).await?.rows_affected(),
+        })
+    }
+
     /// Runs `sql` with `args`; all its rows.
     pub async fn fetch(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<DbRow>, sqlx::Error> {
         match self {

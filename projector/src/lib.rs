@@ -15,4 +15,4 @@ pub mod read_model;
 pub mod stream;
 
 pub use dialect::Dialect;
-pub use read_model::{Applied, ProjectionError, ReadModel, Snapshot};
+pub use read_model::{Applied, DbRole, LoginAuth, ProjectionError, ReadModel, Snapshot};

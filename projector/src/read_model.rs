@@ -16,8 +16,10 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::db::{Arg, Cell, DbRow, Mode, Pool, Tx};
 
+mod logins;
 mod reports;
 use crate::dialect::{Col, Dialect, RowSet, Val};
+pub use logins::{DbRole, LoginAuth};
 pub use reports::{
     Cursor, Epoch, Grouped, ItemPage, ItemQuery, ItemRow, ItemSort, MonthRow, PositionRow, ProjectedVersion, ReadAt,
 };
@@ -49,6 +51,13 @@ const MIGRATIONS: &[(i64, &str, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0003_projection_epoch.sql"),
         include_str!("../../migrations/mysql/0003_projection_epoch.sql"),
         include_str!("../../migrations/sqlite/0003_projection_epoch.sql"),
+    ),
+    (
+        4,
+        "writer role",
+        include_str!("../../migrations/postgres/0004_writer_role.sql"),
+        include_str!("../../migrations/mysql/0004_writer_role.sql"),
+        include_str!("../../migrations/sqlite/0004_writer_role.sql"),
     ),
 ];
 

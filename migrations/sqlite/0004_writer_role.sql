@@ -1,0 +1,2 @@
+-- SQLite has no users or roles; the file keeps the three dialects' migrations numbered alike.
+SELECT 1;
