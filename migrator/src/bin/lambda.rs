@@ -1,0 +1,35 @@
+//! The migrations function the stack invokes as the custom resource `ReadModelMigrations`: on Create and Update
+//! it applies the read model's migrations through the cluster's writer endpoint as the owner (the master secret,
+//! `READ_MODEL_ADMIN_SECRET_ARN`) and gives `READ_MODEL_WRITER_USER` / `READ_MODEL_READER_USER` their roles; the
+//! outcome goes to CloudFormation as it is (see `migrator::custom_resource`).
+
+#![recursion_limit = "256"]
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init(telemetry::LogFormat::Json);
+    let config = aws_config::load_from_env().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build()?;
+    let (secrets, http) = (&secrets, &http);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let request = migrator::request(event.payload)?;
+        let work = || async {
+            let migrated = migrator::run_from_env(|k| std::env::var(k).ok(), secrets).await?;
+            Ok(migrated.data())
+        };
+        let response = migrator::custom_resource::handle(
+            &request,
+            event.context.deadline(),
+            migrator::RESPONSE_MARGIN,
+            http,
+            work,
+        )
+        .await?;
+        Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?)
+    }))
+    .await
+}
