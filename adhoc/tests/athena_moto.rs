@@ -2,6 +2,7 @@
 //! presigned S3 download links and the SESv2 notice the notice Lambda sends, read back from moto.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use adhoc::http::{Queries, fixed_identity, routes};
 use adhoc::{AthenaSettings, Identity, athena_service};
@@ -166,12 +167,28 @@ async fn given_athena_when_a_query_is_submitted_polled_paged_and_downloaded_then
     assert!(link.contains("X-Amz-Signature=") && link.contains("X-Amz-Expires=900"), "{link}");
     assert_eq!(http.get(&link).send().await.unwrap().text().await.unwrap(), csv);
 
-    // When: Athena's state-change event reaches the notice function, twice (EventBridge delivers at least once).
-    let mailer = adhoc::notice::Ses::new(ses.clone(), "orders@example.com".into());
-    let event = json!({"source": "aws.athena", "detail-type": "Athena Query State Change",
-                       "detail": {"currentState": "SUCCEEDED", "previousState": "RUNNING", "queryExecutionId": id, "workgroupName": workgroup}});
-    assert!(service.on_state_change_event(&mailer, &event).await.unwrap());
-    assert!(!service.on_state_change_event(&mailer, &event).await.unwrap(), "a second delivery sends nothing");
+    // When: Athena's state-change event (the sample of events/) reaches the notice function's binary, run as Lambda
+    // runs it against a local Runtime API, twice (EventBridge delivers at least once).
+    let sample = format!("{}/../events/athena-query-state-change.json", env!("CARGO_MANIFEST_DIR"));
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(sample).unwrap()).unwrap();
+    event["detail"]["queryExecutionId"] = id.clone().into();
+    event["detail"]["workgroupName"] = workgroup.clone().into();
+    let mut function_env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+    function_env.extend([
+        ("NOTICE_SENDER", "orders@example.com".to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_REGION", REGION.to_owned()),
+    ]);
+    let notice = lambda_harness::run(
+        env!("CARGO_BIN_EXE_query-notice-lambda"),
+        &function_env,
+        vec![event.clone(), event],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(notice.outcomes.len(), 2, "{:?}\n{}", notice.init_error, notice.logs);
+    assert_eq!(notice.outcomes[0].response(), &json!(true), "the first delivery sends the notice");
+    assert_eq!(notice.outcomes[1].response(), &json!(false), "a second delivery sends nothing");
 
     // Then: exactly one message, to the registered address, with the link.
     let data: Value = http.get(format!("{endpoint}/moto-api/data.json")).send().await.unwrap().json().await.unwrap();

@@ -1,0 +1,62 @@
+//! The `projector-lambda` binary as Lambda runs it: started against a local Lambda Runtime API
+//! (`lambda-harness`), handed the sample events of `events/`, answering each with its batch item failures.
+
+use std::time::Duration;
+
+use projector::ReadModel;
+use serde_json::Value;
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+fn failures(response: &Value) -> Vec<String> {
+    let list = response["batchItemFailures"].as_array().unwrap_or_else(|| panic!("no batchItemFailures: {response}"));
+    list.iter().map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn given_the_sample_stream_events_when_the_binary_runs_them_then_it_projects_and_reports_the_malformed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("read.db").display());
+    let model = ReadModel::connect(&url).unwrap();
+    model.migrate().await.unwrap();
+
+    let events = ["dynamodb-insert.json", "dynamodb-modify.json", "dynamodb-malformed.json", "dynamodb-remove.json"];
+    let run = lambda_harness::run(
+        env!("CARGO_BIN_EXE_projector-lambda"),
+        &[("READ_MODEL_URL", url.clone())],
+        events.iter().map(|e| event(e)).collect(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(run.init_error.is_none(), "{:?}\n{}", run.init_error, run.logs);
+    assert_eq!(run.outcomes.len(), events.len(), "one answer per event:\n{}", run.logs);
+
+    assert!(failures(run.outcomes[0].response()).is_empty(), "insert");
+    assert!(failures(run.outcomes[1].response()).is_empty(), "modify");
+    assert!(!failures(run.outcomes[2].response()).is_empty(), "the malformed record is reported");
+    assert!(failures(run.outcomes[3].response()).is_empty(), "remove");
+
+    let snapshot = model.snapshot().await.unwrap();
+    assert!(snapshot.orders.is_empty(), "the order was inserted, amended, then removed");
+    assert_eq!(snapshot.tombstones.len(), 1);
+}
+
+#[tokio::test]
+async fn given_no_read_model_setting_when_the_binary_starts_then_it_reports_an_init_error_naming_it() {
+    let run = lambda_harness::run(
+        env!("CARGO_BIN_EXE_projector-lambda"),
+        &[],
+        vec![event("dynamodb-insert.json")],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(run.outcomes.is_empty(), "{:?}", run.outcomes);
+    assert!(
+        run.logs.contains("READ_MODEL_URL") || format!("{:?}", run.init_error).contains("READ_MODEL_URL"),
+        "{}",
+        run.logs
+    );
+}
