@@ -39,6 +39,12 @@ const UNSET_ON_PURPOSE: &[(&str, &str, &str)] = &[
         "projector is linked for the stream handler; the lake writer never opens the read model",
     ),
     ("LakeWriterFunction", "READ_MODEL_AUTH", "as READ_MODEL_URL"),
+    (
+        "MigrateFunction",
+        "READ_MODEL_URL",
+        "projector is linked for the migrations; the function connects as the owner through READ_MODEL_ADMIN_URL",
+    ),
+    ("MigrateFunction", "READ_MODEL_AUTH", "as READ_MODEL_URL: the owner signs in with the secret's password"),
 ];
 
 /// (file, operation, the only caller): SDK operations in shared crates that no Lambda calls. The test checks that
@@ -259,6 +265,7 @@ fn calls(sources: &[(String, String)]) -> BTreeMap<String, String> {
         ("aws-sdk-dynamodbstreams", "aws_sdk_dynamodbstreams", "dynamodb"),
         ("aws-sdk-athena", "aws_sdk_athena", "athena"),
         ("aws-sdk-sesv2", "aws_sdk_sesv2", "ses"),
+        ("aws-sdk-secretsmanager", "aws_sdk_secretsmanager", "secretsmanager"),
     ];
     let call = Regex::new(r"\.([a-z][a-z0-9_]*)\(\)").unwrap();
     let mut out = BTreeMap::new();
