@@ -2,8 +2,9 @@
 //! handed the sample CloudFormation events of `events/` with their `ResponseURL` pointed at a local listener, the
 //! owner's secret in Secrets Manager on moto (`MOTO_ENDPOINT`) and the read model on PostgreSQL.
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -30,25 +31,6 @@ fn event(kind: &str, response_url: &str) -> Value {
     let mut e: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     e["ResponseURL"] = response_url.into();
     e
-}
-
-async fn response_url() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let store = seen.clone();
-    let app = axum::Router::new().route(
-        "/response",
-        axum::routing::put(move |body: axum::body::Bytes| {
-            let store = store.clone();
-            async move {
-                store.lock().unwrap().push(serde_json::from_slice::<Value>(&body).unwrap());
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/response", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
 }
 
 #[tokio::test]
@@ -84,7 +66,7 @@ async fn given_the_sample_custom_resource_events_when_the_binary_runs_them_then_
         .unwrap();
     let arn = secret.arn().unwrap().to_owned();
 
-    let (url, seen) = response_url().await;
+    let (url, seen) = common::response_url(axum::http::StatusCode::OK).await;
     let host = owner.host_str().unwrap().to_owned();
     let port = owner.port().unwrap_or(5432);
     let env = |secret_arn: &str| {

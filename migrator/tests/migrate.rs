@@ -5,12 +5,14 @@
 //! PostgreSQL here is not RDS: the tests create the cluster role `rds_iam` (NOLOGIN, no privileges) that RDS
 //! provides, so the IAM path runs as it does on Aurora, up to the token check that only RDS does.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
+use common::response_url;
 use domain::ChangeKind;
 use domain::testkit::order;
 use migrator::custom_resource::{self, Status};
@@ -148,26 +150,6 @@ async fn given_a_server_that_is_not_rds_when_iam_logins_are_asked_for_then_the_r
     assert!(err.contains("AWSAuthenticationPlugin") && err.contains("RDS"), "{err}");
 
     run(&mut conn, format!("DROP DATABASE {db}")).await;
-}
-
-/// A local `ResponseURL`: records each PUT body, answering with `status`.
-async fn response_url(status: StatusCode) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let store = seen.clone();
-    let app = axum::Router::new().route(
-        "/response",
-        axum::routing::put(move |body: axum::body::Bytes| {
-            let store = store.clone();
-            async move {
-                store.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
-                status
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/response", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
 }
 
 fn request(kind: &str, url: &str) -> aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest {
