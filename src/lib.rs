@@ -169,10 +169,13 @@ pub async fn adhoc_queries(
             if lost > 0 {
                 tracing::warn!(queries = lost, "queries left unfinished by an earlier run are marked FAILED");
             }
+            let (engine, records) = (Arc::new(engine), Arc::new(records));
+            let retention = chrono::Duration::from_std(common.retention).unwrap_or(chrono::Duration::days(7));
+            tokio::spawn(prune_queries(engine.clone(), records.clone(), retention));
             let outbox = adhoc::notice::Outbox::new(settings.data_dir.join("outbox"), "orders@localhost".into());
             Arc::new(adhoc::Service::new(
-                Arc::new(engine),
-                Arc::new(records),
+                engine,
+                records,
                 Some(Arc::new(outbox)),
                 adhoc::ServiceSettings {
                     guard: adhoc::guard::GuardConfig::lake(common.database.clone()),
@@ -183,6 +186,32 @@ pub async fn adhoc_queries(
         }
     };
     Ok(adhoc::http::Queries { service: Some(service), identify })
+}
+
+/// Local query records and their results past `RESULT_RETENTION_DAYS`, as DynamoDB's TTL and the results
+/// bucket's lifecycle remove them in AWS: at start, then every hour.
+async fn prune_queries(
+    engine: Arc<adhoc_embedded::EmbeddedEngine>,
+    records: Arc<adhoc::records::SqliteRecords>,
+    retention: chrono::Duration,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match records.prune(chrono::Utc::now() - retention).await {
+            Ok(ids) => {
+                for id in &ids {
+                    if let Err(error) = engine.forget(id) {
+                        tracing::warn!(%error, query = %id, "cannot delete an expired query's result");
+                    }
+                }
+                if !ids.is_empty() {
+                    tracing::info!(queries = ids.len(), "expired queries and their results deleted");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot prune expired queries"),
+        }
+    }
 }
 
 /// Follows the embedded store's change log into the lake until `stop` turns true.

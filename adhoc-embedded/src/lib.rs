@@ -110,6 +110,27 @@ impl EmbeddedEngine {
         Ok(self.results.join(format!("{id}.{ext}")))
     }
 
+    /// Deletes what the engine keeps of query `id` (its result, its final state): for results past their
+    /// retention. A file already gone is not an error.
+    pub fn forget(&self, id: &str) -> Result<(), EngineError> {
+        self.file(id, "json")?; // only a query id names files
+        {
+            let mut runs = self.runs.lock().map_err(|_| unavailable("runs lock poisoned"))?;
+            if runs.get(id).is_some_and(|run| !run.state.borrow().state.is_final()) {
+                return Err(unavailable(format!("query {id} is still running")));
+            }
+            runs.remove(id);
+        }
+        for ext in ["arrow", "json", "arrow.partial"] {
+            match std::fs::remove_file(self.file(id, ext)?) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
     fn finished_state(&self, id: &str) -> Result<Option<Execution>, EngineError> {
         let path = self.file(id, "json")?;
         match std::fs::read(&path) {

@@ -111,8 +111,15 @@ async fn given_a_time_limit_when_a_query_runs_longer_then_it_fails_naming_the_li
     let settings = EmbeddedSettings { timeout: Duration::from_nanos(1), ..Default::default() };
     let (_dir, engine) = engine_over(vec![history.changes.clone()], settings).await;
 
-    let end =
-        run(&engine, "SELECT COUNT(*) FROM order_lines a CROSS JOIN order_lines b CROSS JOIN order_lines c").await;
+    // A sum over the rows themselves: COUNT(*) of a cross join can be answered from the files' statistics while
+    // planning, and a query that ends in the same poll as its limit passes is not stopped. That query failed this
+    // test once in this session's runs, under load.
+    let end = run(
+        &engine,
+        "SELECT SUM(a.quantity * b.quantity * c.quantity) FROM order_lines a CROSS JOIN order_lines b \
+         CROSS JOIN order_lines c",
+    )
+    .await;
 
     assert_eq!(end.state, State::Failed);
     assert!(end.failure.as_deref().unwrap_or_default().contains("time limit"), "{:?}", end.failure);
@@ -157,4 +164,17 @@ async fn given_a_finished_query_then_its_results_are_typed_paged_and_downloadabl
     let first_cells: Vec<String> = text.lines().skip(1).map(|l| l.split(',').next().unwrap().to_owned()).collect();
     let paged: Vec<String> = all.iter().map(|r| r[0].as_str().unwrap_or_default().to_owned()).collect();
     assert_eq!(first_cells, paged);
+}
+
+#[tokio::test]
+async fn given_a_finished_query_when_it_is_forgotten_then_its_result_and_state_are_gone_and_it_is_unknown() {
+    let (_dir, engine) = engine_over(vec![], EmbeddedSettings::default()).await;
+    let id = engine.start("SELECT 1 AS one").await.unwrap();
+    assert_eq!(engine.wait(&id).await.unwrap().state, State::Succeeded);
+    assert!(engine.results(&id, None, 10).await.is_ok());
+
+    engine.forget(&id).unwrap();
+    engine.forget(&id).expect("forgetting twice is harmless");
+    assert!(matches!(engine.status(&id).await, Err(EngineError::NotFound)), "{:?}", engine.status(&id).await);
+    assert!(matches!(engine.forget("../../etc/passwd"), Err(EngineError::NotFound)), "only query ids name files");
 }

@@ -99,6 +99,20 @@ impl SqliteRecords {
         .await
     }
 
+    /// Deletes the records of finished queries submitted before `cutoff` (the retention DynamoDB's TTL gives in
+    /// AWS) and returns their ids, so their results can go too. Unfinished queries stay.
+    pub async fn prune(&self, cutoff: chrono::DateTime<Utc>) -> Result<Vec<String>, RecordError> {
+        self.with(move |c| {
+            let mut statement = c.prepare(
+                "DELETE FROM queries WHERE julianday(submitted_at) < julianday(?1)
+                 AND state NOT IN ('QUEUED', 'RUNNING') RETURNING id",
+            )?;
+            let ids = statement.query_map(rusqlite::params![cutoff.to_rfc3339()], |row| row.get(0))?;
+            ids.collect()
+        })
+        .await
+    }
+
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -352,5 +366,31 @@ mod tests {
         assert!(records.claim_notice("q1", Utc::now()).await.unwrap());
         assert!(!records.claim_notice("q1", Utc::now()).await.unwrap());
         assert_eq!(records.get("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn given_records_past_the_retention_then_pruning_deletes_the_finished_ones_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = SqliteRecords::open(&dir.path().join("q.db")).unwrap();
+        let week_ago = Utc::now() - chrono::Duration::days(8);
+        for (id, submitted_at, state) in [
+            ("old-done", week_ago, Some(State::Succeeded)),
+            ("old-failed", week_ago, Some(State::Failed)),
+            ("old-running", week_ago, None),
+            ("new-done", Utc::now(), Some(State::Succeeded)),
+        ] {
+            records.insert(&QueryRecord { submitted_at, ..record(id) }).await.unwrap();
+            if let Some(state) = state {
+                records.set_state(id, state, Some(Utc::now()), None).await.unwrap();
+            }
+        }
+
+        let mut pruned = records.prune(Utc::now() - chrono::Duration::days(7)).await.unwrap();
+        pruned.sort();
+        assert_eq!(pruned, ["old-done", "old-failed"]);
+        assert_eq!(records.get("old-done").await.unwrap(), None);
+        assert!(records.get("old-running").await.unwrap().is_some(), "an unfinished query stays");
+        assert!(records.get("new-done").await.unwrap().is_some(), "a recent one stays");
+        assert!(records.prune(Utc::now() - chrono::Duration::days(7)).await.unwrap().is_empty(), "once only");
     }
 }
