@@ -76,7 +76,10 @@ impl EmbeddedEngine {
         // them (with the greedy pool a 10M-row lake fails at 1 GiB).
         let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(memory_limit));
         let runtime = RuntimeEnvBuilder::new().with_memory_pool(pool).build_arc().map_err(|e| e.to_string())?;
-        let config = SessionConfig::new().with_information_schema(false);
+        let mut config = SessionConfig::new().with_information_schema(false);
+        // Joins keep the order the SQL gives them: the view puts the small side (one row per order's latest
+        // revision) first, where the hash table is built; swapped, the build side is every line and cannot spill.
+        config.options_mut().optimizer.join_reordering = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let table_url = if let Some(rest) = lake.url().strip_prefix("s3://") {
             let bucket = rest.split('/').next().unwrap_or_default();

@@ -53,16 +53,24 @@ pub fn schema() -> SchemaRef {
 /// The body of `order_lines_current` over `table`, in SQL that DataFusion, Athena (Trino) and DuckDB all run the
 /// same way: per order, the rows of its latest revision (newest `created_at`, then highest `version`, as the read
 /// model orders them), unless that revision was removed (a tombstone carries the revision it erased) or cancelled.
-/// DISTINCT drops the copies a retried batch may have written.
+/// The revisions are found first, by one aggregate (one row per revision), and ranked there, so the window sorts
+/// revisions rather than every line; the lines of the latest ones are then joined to them. The revisions come
+/// first in the join: a hash join's build side cannot spill, so it must be the smaller one (the embedded engine
+/// keeps the order written). DISTINCT drops the copies a retried batch may have written.
 pub fn current_view_query(table: &str) -> String {
     format!(
-        "SELECT DISTINCT orderid, itemid, quantity, unitprice, orderdate, orderstatus, version, created_at, dt \
-         FROM (SELECT orderid, itemid, quantity, unitprice, orderdate, orderstatus, version, created_at, dt, op, \
-                 RANK() OVER (PARTITION BY orderid ORDER BY created_at DESC, version DESC) AS revision_rank, \
-                 MAX(CASE WHEN op = 'REMOVE' THEN 1 ELSE 0 END) \
-                   OVER (PARTITION BY orderid, created_at, version) AS removed \
-               FROM {table}) revisions \
-         WHERE revision_rank = 1 AND removed = 0 AND orderstatus <> 'cancelled'"
+        "SELECT DISTINCT l.orderid, l.itemid, l.quantity, l.unitprice, l.orderdate, l.orderstatus, l.version, \
+           l.created_at, l.dt \
+         FROM (SELECT orderid, created_at, version \
+               FROM (SELECT orderid, created_at, version, removed, \
+                       RANK() OVER (PARTITION BY orderid ORDER BY created_at DESC, version DESC) AS revision_rank \
+                     FROM (SELECT orderid, created_at, version, \
+                             MAX(CASE WHEN op = 'REMOVE' THEN 1 ELSE 0 END) AS removed \
+                           FROM {table} GROUP BY orderid, created_at, version) revisions) ranked \
+               WHERE revision_rank = 1 AND removed = 0) latest \
+         JOIN {table} l \
+           ON l.orderid = latest.orderid AND l.created_at = latest.created_at AND l.version = latest.version \
+         WHERE l.orderstatus <> 'cancelled'"
     )
 }
 
