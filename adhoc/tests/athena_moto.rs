@@ -169,8 +169,7 @@ async fn given_athena_when_a_query_is_submitted_polled_paged_and_downloaded_then
 
     // When: Athena's state-change event (the sample of events/) reaches the notice function's binary, run as Lambda
     // runs it against a local Runtime API, twice (EventBridge delivers at least once).
-    let sample = format!("{}/../events/athena-query-state-change.json", env!("CARGO_MANIFEST_DIR"));
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(sample).unwrap()).unwrap();
+    let mut event = lambda_harness::event("athena-query-state-change.json");
     event["detail"]["queryExecutionId"] = id.clone().into();
     event["detail"]["workgroupName"] = workgroup.clone().into();
     let mut function_env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();

@@ -7,12 +7,8 @@ mod common;
 use std::time::Duration;
 
 use command_api::store::dynamodb::DynamoDbStore;
+use lambda_harness::event;
 use serde_json::Value;
-
-fn event(name: &str) -> Value {
-    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
-}
 
 #[tokio::test]
 async fn given_the_sample_requests_when_the_binary_answers_them_then_the_order_is_created_and_read_back() {

@@ -14,6 +14,13 @@ use axum::routing::{get, post};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+/// The sample event `events/<name>` of the workspace, as JSON.
+pub fn event(name: &str) -> Value {
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 /// What the function posted for one event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

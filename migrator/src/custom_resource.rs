@@ -134,7 +134,7 @@ where
     F: Future<Output = Result<BTreeMap<String, String>, MigratorError>>,
 {
     let c = known(request)?;
-    let outcome = if c.kind == "Delete" {
+    let outcome = if matches!(request, Request::Delete(_)) {
         tracing::info!("Delete: the read model is left as it is");
         Ok(BTreeMap::new())
     } else {

@@ -27,8 +27,7 @@ fn postgres() -> String {
 }
 
 fn event(kind: &str, response_url: &str) -> Value {
-    let path = format!("{}/../events/cloudformation-migrations-{kind}.json", env!("CARGO_MANIFEST_DIR"));
-    let mut e: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut e = lambda_harness::event(&format!("cloudformation-migrations-{kind}.json"));
     e["ResponseURL"] = response_url.into();
     e
 }

@@ -153,9 +153,7 @@ async fn given_a_server_that_is_not_rds_when_iam_logins_are_asked_for_then_the_r
 }
 
 fn request(kind: &str, url: &str) -> aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest {
-    let path =
-        format!("{}/../events/cloudformation-migrations-{}.json", env!("CARGO_MANIFEST_DIR"), kind.to_lowercase());
-    let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut event = lambda_harness::event(&format!("cloudformation-migrations-{}.json", kind.to_lowercase()));
     event["ResponseURL"] = url.into();
     migrator::request(event).unwrap()
 }

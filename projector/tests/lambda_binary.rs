@@ -3,13 +3,9 @@
 
 use std::time::Duration;
 
+use lambda_harness::event;
 use projector::ReadModel;
 use serde_json::Value;
-
-fn event(name: &str) -> Value {
-    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
-}
 
 fn failures(response: &Value) -> Vec<String> {
     let list = response["batchItemFailures"].as_array().unwrap_or_else(|| panic!("no batchItemFailures: {response}"));

@@ -5,14 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use domain::ItemId;
+use lambda_harness::event;
 use projector::{ReadModel, Snapshot};
 use serde_json::{Value, json};
 use sqlx::Executor;
-
-fn event(name: &str) -> Value {
-    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
-}
 
 async fn sqlite() -> (tempfile::TempDir, ReadModel) {
     let dir = tempfile::tempdir().unwrap();

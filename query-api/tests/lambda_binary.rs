@@ -3,13 +3,9 @@
 
 use std::time::Duration;
 
+use lambda_harness::event;
 use projector::ReadModel;
 use serde_json::Value;
-
-fn event(name: &str) -> Value {
-    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
-}
 
 #[tokio::test]
 async fn given_a_projected_order_when_the_binary_answers_the_sample_report_request_then_it_is_in_the_report() {

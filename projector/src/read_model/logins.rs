@@ -93,15 +93,14 @@ impl ReadModel {
     /// makes it the login's default role, active at every connection). SQLite has no users: nothing to do.
     pub async fn grant_login(&self, user: &str, role: DbRole, auth: LoginAuth) -> Result<()> {
         let user = checked(user)?;
+        let mut conn = self.pool.read().await?;
         let mariadb = match self.dialect {
             Dialect::MySql => {
-                let mut conn = self.pool.read().await?;
                 let version = conn.fetch("SELECT VERSION()", &[]).await?;
                 version.first().map(|r| r.text(0)).transpose()?.is_some_and(|v| v.contains("MariaDB"))
             }
             _ => false,
         };
-        let mut conn = self.pool.read().await?;
         for sql in statements(self.dialect, mariadb, user, role, auth) {
             conn.execute_raw(&sql).await.map_err(|e| match (&e, auth) {
                 (sqlx::Error::Database(db), LoginAuth::RdsIam)
