@@ -53,24 +53,28 @@ pub fn schema() -> SchemaRef {
 /// The body of `order_lines_current` over `table`, in SQL that DataFusion, Athena (Trino) and DuckDB all run the
 /// same way: per order, the rows of its latest revision (newest `created_at`, then highest `version`, as the read
 /// model orders them), unless that revision was removed (a tombstone carries the revision it erased) or cancelled.
-/// The revisions are found first, by one aggregate (one row per revision), and ranked there, so the window sorts
-/// revisions rather than every line; the lines of the latest ones are then joined to them. The revisions come
-/// first in the join: a hash join's build side cannot spill, so it must be the smaller one (the embedded engine
-/// keeps the order written). DISTINCT drops the copies a retried batch may have written.
+/// The revisions are found first, by one aggregate (one row per revision), and numbered there, so the window sorts
+/// revisions rather than every line (they are unique after the aggregate, so ROW_NUMBER is RANK, and cheaper); the
+/// lines of the latest ones are then joined to them. The revisions come first in the join: a hash join's build side
+/// cannot spill, so it must be the smaller one (the embedded engine keeps the order written). The last GROUP BY drops
+/// the copies a retried batch may have written: an order has each item once (the domain refuses duplicates), so
+/// copies agree on every column and MAX is each one's value; grouping on two keys costs less than DISTINCT on nine.
 pub fn current_view_query(table: &str) -> String {
     format!(
-        "SELECT DISTINCT l.orderid, l.itemid, l.quantity, l.unitprice, l.orderdate, l.orderstatus, l.version, \
-           l.created_at, l.dt \
+        "SELECT l.orderid, l.itemid, MAX(l.quantity) AS quantity, MAX(l.unitprice) AS unitprice, \
+           MAX(l.orderdate) AS orderdate, MAX(l.orderstatus) AS orderstatus, MAX(l.version) AS version, \
+           MAX(l.created_at) AS created_at, MAX(l.dt) AS dt \
          FROM (SELECT orderid, created_at, version \
                FROM (SELECT orderid, created_at, version, removed, \
-                       RANK() OVER (PARTITION BY orderid ORDER BY created_at DESC, version DESC) AS revision_rank \
+                       ROW_NUMBER() OVER (PARTITION BY orderid ORDER BY created_at DESC, version DESC) AS revision_rank \
                      FROM (SELECT orderid, created_at, version, \
                              MAX(CASE WHEN op = 'REMOVE' THEN 1 ELSE 0 END) AS removed \
                            FROM {table} GROUP BY orderid, created_at, version) revisions) ranked \
                WHERE revision_rank = 1 AND removed = 0) latest \
          JOIN {table} l \
            ON l.orderid = latest.orderid AND l.created_at = latest.created_at AND l.version = latest.version \
-         WHERE l.orderstatus <> 'cancelled'"
+         WHERE l.orderstatus <> 'cancelled' \
+         GROUP BY l.orderid, l.itemid"
     )
 }
 
