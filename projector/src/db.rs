@@ -1,14 +1,17 @@
 //! The read model's connection pool, native per backend (sqlx's `Any` driver takes its options from the URL alone,
 //! and RDS Proxy's MySQL IAM needs options no URL carries: the cleartext plugin, and no session `SET`s). Statements
-//! bind text and integers only; rows come back as text, integers or NULL, which is all the projection reads.
+//! bind text and integers only; rows come back as text, integers or NULL, which is all the projection reads, and
+//! on PostgreSQL also as times and decimals, decoded from the binary values it sends (no conversion in SQL).
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use sqlx::mysql::MySqlConnectOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::pool::PoolOptions;
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgRow, PgValueFormat};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{
     AssertSqlSafe, Column, ColumnIndex, Database, Decode, Executor, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite,
@@ -29,6 +32,10 @@ pub enum Cell {
     Null,
     Int(i64),
     Text(String),
+    /// PostgreSQL's TIMESTAMPTZ.
+    Time(DateTime<Utc>),
+    /// PostgreSQL's NUMERIC.
+    Decimal(Decimal),
 }
 
 /// One result row.
@@ -92,27 +99,138 @@ impl DbRow {
         i32: Type<R::Database> + Decode<'r, R::Database>,
         String: Type<R::Database> + Decode<'r, R::Database>,
     {
-        row.columns()
-            .iter()
-            .enumerate()
-            .map(|(i, column)| {
-                let raw = row.try_get_raw(i)?;
-                if raw.is_null() {
-                    return Ok(Cell::Null);
-                }
-                // The value's own type where the backend has one per value (SQLite), else the column's.
-                let integer = raw.type_info().name().contains("INT") || column.type_info().name().contains("INT");
-                if !integer {
-                    return row.try_get::<String, _>(i).map(Cell::Text);
-                }
-                match row.try_get::<i64, _>(i) {
-                    Ok(v) => Ok(Cell::Int(v)),
-                    Err(_) => row.try_get::<i32, _>(i).map(|v| Cell::Int(i64::from(v))),
-                }
-            })
-            .collect::<Result<_, _>>()
-            .map(DbRow)
+        (0..row.columns().len()).map(|i| DbRow::plain_cell(row, i)).collect::<Result<_, _>>().map(DbRow)
     }
+
+    /// Column `i` as an integer where its type is one (of any width), else as text.
+    fn plain_cell<'r, R: Row>(row: &'r R, i: usize) -> Result<Cell, sqlx::Error>
+    where
+        usize: ColumnIndex<R>,
+        i64: Type<R::Database> + Decode<'r, R::Database>,
+        i32: Type<R::Database> + Decode<'r, R::Database>,
+        String: Type<R::Database> + Decode<'r, R::Database>,
+    {
+        let raw = row.try_get_raw(i)?;
+        if raw.is_null() {
+            return Ok(Cell::Null);
+        }
+        // The value's own type where the backend has one per value (SQLite), else the column's.
+        let integer = raw.type_info().name().contains("INT") || row.columns()[i].type_info().name().contains("INT");
+        if !integer {
+            return row.try_get::<String, _>(i).map(Cell::Text);
+        }
+        match row.try_get::<i64, _>(i) {
+            Ok(v) => Ok(Cell::Int(v)),
+            Err(_) => row.try_get::<i32, _>(i).map(|v| Cell::Int(i64::from(v))),
+        }
+    }
+
+    /// PostgreSQL rows: each column's type is looked at once, then every value is decoded straight from the binary
+    /// form the server sends (integers, text, TIMESTAMPTZ, NUMERIC); any other type, or a text-format value, as
+    /// `from_row` reads it.
+    fn from_pg_rows(rows: &[PgRow]) -> Result<Vec<DbRow>, sqlx::Error> {
+        let Some(first) = rows.first() else { return Ok(Vec::new()) };
+        let kinds: Vec<PgKind> = first.columns().iter().map(|c| PgKind::of(c.type_info().name())).collect();
+        rows.iter()
+            .map(|row| {
+                let mut cells = Vec::with_capacity(kinds.len());
+                for (i, kind) in kinds.iter().enumerate() {
+                    cells.push(DbRow::pg_cell(row, i, *kind)?);
+                }
+                Ok(DbRow(cells))
+            })
+            .collect()
+    }
+
+    fn pg_cell(row: &PgRow, i: usize, kind: PgKind) -> Result<Cell, sqlx::Error> {
+        let raw = row.try_get_raw(i)?;
+        if raw.is_null() {
+            return Ok(Cell::Null);
+        }
+        if kind == PgKind::Other || raw.format() != PgValueFormat::Binary {
+            return DbRow::plain_cell(row, i);
+        }
+        let decode = |e: String| sqlx::Error::ColumnDecode { index: i.to_string(), source: e.into() };
+        let bytes = raw.as_bytes().map_err(|e| decode(e.to_string()))?;
+        let int = |bytes: &[u8]| -> Result<i64, sqlx::Error> {
+            match bytes.len() {
+                8 => Ok(i64::from_be_bytes(bytes.try_into().map_err(|_| decode("INT8".into()))?)),
+                4 => Ok(i64::from(i32::from_be_bytes(bytes.try_into().map_err(|_| decode("INT4".into()))?))),
+                2 => Ok(i64::from(i16::from_be_bytes(bytes.try_into().map_err(|_| decode("INT2".into()))?))),
+                n => Err(decode(format!("an integer of {n} bytes"))),
+            }
+        };
+        Ok(match kind {
+            PgKind::Int => Cell::Int(int(bytes)?),
+            PgKind::Text => Cell::Text(std::str::from_utf8(bytes).map_err(|e| decode(e.to_string()))?.to_owned()),
+            PgKind::Time => {
+                Cell::Time(pg_time(int(bytes)?).ok_or_else(|| decode("an infinite or out-of-range time".into()))?)
+            }
+            PgKind::Decimal => Cell::Decimal(
+                pg_numeric(bytes)
+                    .ok_or_else(|| decode("a NUMERIC that is not a finite decimal of 28 digits".into()))?,
+            ),
+            PgKind::Other => return DbRow::plain_cell(row, i),
+        })
+    }
+}
+
+/// How a PostgreSQL column's binary values decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PgKind {
+    Int,
+    Text,
+    Time,
+    Decimal,
+    Other,
+}
+
+impl PgKind {
+    fn of(type_name: &str) -> PgKind {
+        match type_name {
+            "INT2" | "INT4" | "INT8" => PgKind::Int,
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => PgKind::Text,
+            "TIMESTAMPTZ" => PgKind::Time,
+            "NUMERIC" => PgKind::Decimal,
+            _ => PgKind::Other,
+        }
+    }
+}
+
+/// PostgreSQL's binary NUMERIC: digit count, weight, sign and display scale (each 16 bits), then base-10000
+/// digits, the first worth 10000^weight; `None` for NaN, the infinities, and what `Decimal` cannot hold.
+fn pg_numeric(bytes: &[u8]) -> Option<Decimal> {
+    let word = |i: usize| bytes.get(2 * i..2 * i + 2).map(|w| u16::from_be_bytes([w[0], w[1]]));
+    let (ndigits, weight, sign, scale) = (word(0)? as i16, word(1)? as i16, word(2)?, word(3)?);
+    let negative = match sign {
+        0x0000 => false,
+        0x4000 => true,
+        _ => return None,
+    };
+    let ndigits = usize::try_from(ndigits).ok()?;
+    if bytes.len() != 8 + 2 * ndigits || scale > 28 {
+        return None;
+    }
+    let mut mantissa: i128 = 0;
+    for i in 0..ndigits {
+        mantissa = mantissa.checked_mul(10_000)?.checked_add(i128::from(word(4 + i)?))?;
+    }
+    // mantissa x 10^-exponent is the value; bring it to `scale` digits after the point (digits past the display
+    // scale are zeros, so the division is exact).
+    let exponent = 4 * (ndigits as i64 - 1 - i64::from(weight));
+    let shift = i64::from(scale) - exponent;
+    let ten = |n: i64| 10i128.checked_pow(u32::try_from(n.unsigned_abs()).ok()?);
+    mantissa = if shift >= 0 { mantissa.checked_mul(ten(shift)?)? } else { mantissa / ten(shift)? };
+    Decimal::try_from_i128_with_scale(if negative { -mantissa } else { mantissa }, u32::from(scale)).ok()
+}
+
+/// PostgreSQL's binary TIMESTAMPTZ: microseconds since 2000-01-01 UTC; `None` for its infinities.
+fn pg_time(micros: i64) -> Option<DateTime<Utc>> {
+    const UNIX_TO_2000_MICROS: i64 = 946_684_800_000_000;
+    if micros == i64::MAX || micros == i64::MIN {
+        return None;
+    }
+    DateTime::from_timestamp_micros(micros.checked_add(UNIX_TO_2000_MICROS)?)
 }
 
 /// `sqlx::query` on database `$db` with `$args` bound in order.
@@ -312,14 +430,10 @@ impl Tx {
     /// Runs `sql` with `args`; all its rows.
     pub async fn fetch(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<DbRow>, sqlx::Error> {
         match self {
-            Tx::Postgres(t) => {
-                bound!(Postgres, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect()
-            }
+            Tx::Postgres(t) => DbRow::from_pg_rows(&bound!(Postgres, sql, args).fetch_all(&mut **t).await?),
             Tx::MySql(t) => bound!(MySql, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect(),
             Tx::Sqlite(t) => bound!(Sqlite, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect(),
-            Tx::PostgresRead(c) => {
-                bound!(Postgres, sql, args).fetch_all(&mut **c).await?.iter().map(DbRow::from_row).collect()
-            }
+            Tx::PostgresRead(c) => DbRow::from_pg_rows(&bound!(Postgres, sql, args).fetch_all(&mut **c).await?),
             Tx::MySqlRead(c) => {
                 bound!(MySql, sql, args).fetch_all(&mut **c).await?.iter().map(DbRow::from_row).collect()
             }
@@ -365,5 +479,51 @@ mod tests {
         assert!(row.text(0).is_err());
         assert!(row.int(1).is_err());
         assert!(row.int(3).is_err());
+    }
+
+    fn numeric(ndigits: i16, weight: i16, sign: u16, scale: u16, digits: &[i16]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for w in [ndigits as u16, weight as u16, sign, scale].into_iter().chain(digits.iter().map(|d| *d as u16)) {
+            out.extend_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn given_postgres_binary_numerics_then_they_decode_exactly_with_their_scale() {
+        let cases: [(Vec<u8>, &str); 7] = [
+            (numeric(2, 0, 0, 4, &[15, 6]), "15.0006"),
+            (numeric(0, 0, 0, 4, &[]), "0.0000"),
+            (numeric(3, 1, 0x4000, 1, &[123, 4567, 5000]), "-1234567.5"),
+            (numeric(1, 5, 0, 0, &[1]), "100000000000000000000"),
+            (numeric(1, -1, 0, 4, &[1]), "0.0001"),
+            (numeric(1, -2, 0, 8, &[1234]), "0.00001234"),
+            (numeric(2, 6, 0, 0, &[7922, 8162]), "7922816200000000000000000000"),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(pg_numeric(&bytes).map(|d| d.to_string()).as_deref(), Some(expected), "{bytes:?}");
+        }
+        // NaN, +/-infinity, a truncated value, a scale past Decimal's and a value past its 96 bits.
+        for bad in [
+            numeric(0, 0, 0xC000, 0, &[]),
+            numeric(0, 0, 0xD000, 0, &[]),
+            numeric(0, 0, 0xF000, 0, &[]),
+            numeric(2, 0, 0, 0, &[1])[..10].to_vec(),
+            numeric(1, 0, 0, 29, &[1]),
+            numeric(1, 8, 0, 0, &[1]),
+        ] {
+            assert_eq!(pg_numeric(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn given_postgres_binary_times_then_they_count_from_2000_in_utc_and_infinities_are_refused() {
+        assert_eq!(pg_time(0).unwrap().to_rfc3339(), "2000-01-01T00:00:00+00:00");
+        assert_eq!(pg_time(-946_684_800_000_000).unwrap().timestamp(), 0);
+        // 2022-10-13T10:00:00.123Z
+        let at = DateTime::parse_from_rfc3339("2022-10-13T10:00:00.123Z").unwrap().with_timezone(&Utc);
+        assert_eq!(pg_time(at.timestamp_micros() - 946_684_800_000_000), Some(at));
+        assert_eq!(pg_time(i64::MAX), None);
+        assert_eq!(pg_time(i64::MIN), None);
     }
 }

@@ -75,20 +75,21 @@ impl Dialect {
         }
     }
 
-    /// A time column as the read side decodes it: canonical RFC 3339 UTC text, or epoch milliseconds.
+    /// A time column as the read side decodes it: canonical RFC 3339 UTC text, or PostgreSQL's own TIMESTAMPTZ.
     pub fn time_out(self, col: &str) -> String {
         match self {
-            // Milliseconds since the epoch: a third of to_char's cost, and all stored times are whole milliseconds.
-            Dialect::Postgres => format!("CAST(EXTRACT(EPOCH FROM {col}) * 1000 AS BIGINT)"),
+            // As it is: the driver decodes TIMESTAMPTZ's binary value (converting in SQL cost more than the read).
+            Dialect::Postgres => col.to_owned(),
             Dialect::MySql => format!("DATE_FORMAT({col}, '%Y-%m-%dT%H:%i:%s.%fZ')"),
             Dialect::Sqlite => col.to_owned(),
         }
     }
 
-    /// A decimal column as exact text.
+    /// A decimal column as the read side decodes it: exact text, or PostgreSQL's own NUMERIC.
     pub fn decimal_out(self, col: &str) -> String {
         match self {
-            Dialect::Postgres => format!("CAST({col} AS TEXT)"),
+            // As it is: the driver decodes NUMERIC's binary value.
+            Dialect::Postgres => col.to_owned(),
             Dialect::MySql => format!("CAST({col} AS CHAR)"),
             Dialect::Sqlite => col.to_owned(),
         }

@@ -59,6 +59,13 @@ const MIGRATIONS: &[(i64, &str, &str, &str, &str)] = &[
         include_str!("../../migrations/mysql/0004_writer_role.sql"),
         include_str!("../../migrations/sqlite/0004_writer_role.sql"),
     ),
+    (
+        5,
+        "report fillfactor",
+        include_str!("../../migrations/postgres/0005_report_fillfactor.sql"),
+        include_str!("../../migrations/mysql/0005_report_fillfactor.sql"),
+        include_str!("../../migrations/sqlite/0005_report_fillfactor.sql"),
+    ),
 ];
 
 fn migrator(dialect: Dialect) -> Migrator {
@@ -183,14 +190,15 @@ fn get_text(row: &DbRow, i: usize) -> Result<String> {
     Ok(row.text(i)?)
 }
 
-/// A time as `Dialect::time_out` reads it: RFC 3339 text, or milliseconds since the epoch.
+/// A time as `Dialect::time_out` reads it: a PostgreSQL TIMESTAMPTZ, or RFC 3339 text.
 fn get_opt_time(row: &DbRow, i: usize) -> Result<Option<DateTime<Utc>>> {
     match row.cell(i)? {
         Cell::Null => Ok(None),
-        Cell::Int(ms) => DateTime::from_timestamp_millis(*ms).map(Some).ok_or_else(|| corrupt(format!("time {ms} ms"))),
+        Cell::Time(at) => Ok(Some(*at)),
         Cell::Text(raw) => {
             domain::order::parse_time(raw).map(Some).ok_or_else(|| corrupt(format!("not a time: {raw:?}")))
         }
+        other => Err(corrupt(format!("not a time: {other:?}"))),
     }
 }
 
@@ -198,13 +206,27 @@ fn get_time(row: &DbRow, i: usize) -> Result<DateTime<Utc>> {
     get_opt_time(row, i)?.ok_or_else(|| corrupt("a time is NULL"))
 }
 
+/// A decimal as `Dialect::decimal_out` reads it: a PostgreSQL NUMERIC, or exact text.
+fn get_opt_decimal(row: &DbRow, i: usize) -> Result<Option<Decimal>> {
+    match row.cell(i)? {
+        Cell::Null => Ok(None),
+        Cell::Decimal(d) => Ok(Some(*d)),
+        Cell::Text(raw) => Decimal::from_str(raw).map(Some).map_err(|_| corrupt(format!("not a decimal: {raw:?}"))),
+        other => Err(corrupt(format!("not a decimal: {other:?}"))),
+    }
+}
+
 fn get_decimal(row: &DbRow, i: usize) -> Result<Decimal> {
-    let raw = get_text(row, i)?;
-    Decimal::from_str(&raw).map_err(|_| corrupt(format!("not a decimal: {raw:?}")))
+    get_opt_decimal(row, i)?.ok_or_else(|| corrupt("a decimal is NULL"))
 }
 
 fn item_id(raw: &str) -> Result<ItemId> {
     ItemId::parse(raw).map_err(|e| corrupt(format!("item id {raw:?}: {e}")))
+}
+
+/// As `item_id`, keeping the text it is given.
+fn owned_item_id(raw: String) -> Result<ItemId> {
+    ItemId::try_from(raw).map_err(|e| corrupt(format!("item id: {e}")))
 }
 
 fn order_id(raw: &str) -> Result<OrderId> {
@@ -406,14 +428,8 @@ impl ReadModel {
             .await?;
             for r in rows {
                 let qty: i64 = r.int(2)?;
-                let price = r
-                    .opt_text(3)?
-                    .map(|p| {
-                        Decimal::from_str(&p)
-                            .ok()
-                            .and_then(|d| UnitPrice::new(d).ok())
-                            .ok_or_else(|| corrupt("unit price"))
-                    })
+                let price = get_opt_decimal(&r, 3)?
+                    .map(|d| UnitPrice::new(d).map_err(|_| corrupt(format!("unit price {d}"))))
                     .transpose()?;
                 lines.entry(order_id(&get_text(&r, 0)?)?).or_default().push(OrderLine {
                     itemid: item_id(&get_text(&r, 1)?)?,

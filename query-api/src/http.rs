@@ -14,6 +14,7 @@ use chrono::{Datelike, NaiveDate, Utc};
 use domain::{ItemId, OrderId, Version};
 use projector::ReadModel;
 use projector::read_model::{Cursor, Epoch, ItemQuery, ItemRow, ItemSort, MonthRow, ReadAt};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -254,6 +255,13 @@ fn json_bytes(body: &impl Serialize) -> Result<Bytes, QueryError> {
     serde_json::to_vec(body).map(Bytes::from).map_err(|e| QueryError::Internal(format!("serialising: {e}")))
 }
 
+/// `json_bytes` into a buffer of `capacity` bytes to start with (a large report then grows it rarely, if at all).
+fn json_bytes_sized(body: &impl Serialize, capacity: usize) -> Result<Bytes, QueryError> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, body).map_err(|e| QueryError::Internal(format!("serialising: {e}")))?;
+    Ok(Bytes::from(out))
+}
+
 /// One item of `GET /itemSalesReport` (the earlier version's keys, numbers as numbers).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ItemSales<'a> {
@@ -263,14 +271,62 @@ pub struct ItemSales<'a> {
     #[schema(example = 12)]
     pub totalordered: i64,
     /// Exact decimal: the sum of quantity × unit price over lines whose price is known ("0" when none is).
-    #[schema(example = "15.0006")]
-    pub totalrevenue: String,
+    #[schema(example = "15.0006", value_type = String)]
+    pub totalrevenue: ExactText<PlainDecimal>,
     /// Orders with this item.
     #[schema(example = 2)]
     pub ordercount: i64,
     /// The latest order date (UTC) among them.
-    #[schema(example = "2022-11-02", format = Date)]
-    pub lastorderdate: Option<String>,
+    #[schema(example = "2022-11-02", format = Date, value_type = Option<String>)]
+    pub lastorderdate: Option<ExactText<UtcDate>>,
+}
+
+/// A value serialised as its `Display` text, written straight into the body (no `String` per value: the full item
+/// report has 5,000 rows).
+#[derive(Debug)]
+pub struct ExactText<T>(T);
+
+impl<T: std::fmt::Display> Serialize for ExactText<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// A decimal as its shortest exact text ("15.0006", "12", "-0.5"): the mantissa's digits with the point put in,
+/// trailing zeros after it dropped (`Decimal`'s own `Display` divides the 96-bit mantissa once per digit).
+#[derive(Debug)]
+pub struct PlainDecimal(Decimal);
+
+impl std::fmt::Display for PlainDecimal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (mut mantissa, mut scale) = (self.0.mantissa(), self.0.scale() as usize);
+        while scale > 0 && mantissa % 10 == 0 {
+            mantissa /= 10;
+            scale -= 1;
+        }
+        if mantissa < 0 {
+            f.write_str("-")?;
+        }
+        let digits = mantissa.unsigned_abs().to_string();
+        if scale == 0 {
+            return f.write_str(&digits);
+        }
+        if digits.len() > scale {
+            let (int, frac) = digits.split_at(digits.len() - scale);
+            return write!(f, "{int}.{frac}");
+        }
+        write!(f, "0.{}{digits}", "0".repeat(scale - digits.len()))
+    }
+}
+
+/// A UTC date as `YYYY-MM-DD`, written out (chrono's strftime re-parses its pattern on every call).
+#[derive(Debug)]
+pub struct UtcDate(NaiveDate);
+
+impl std::fmt::Display for UtcDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.0.year(), self.0.month(), self.0.day())
+    }
 }
 
 impl<'a> From<&'a ItemRow> for ItemSales<'a> {
@@ -278,10 +334,9 @@ impl<'a> From<&'a ItemRow> for ItemSales<'a> {
         ItemSales {
             itemid: row.itemid.as_str(),
             totalordered: row.totalordered,
-            totalrevenue: row.totalrevenue.normalize().to_string(),
+            totalrevenue: ExactText(PlainDecimal(row.totalrevenue)),
             ordercount: row.ordercount,
-            // Written out: chrono's strftime re-parses its pattern on every call.
-            lastorderdate: row.lastorderdate.map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())),
+            lastorderdate: row.lastorderdate.map(|d| ExactText(UtcDate(d.date_naive()))),
         }
     }
 }
@@ -392,7 +447,8 @@ async fn item_report(
             _ => None,
         };
         let body: Vec<ItemSales> = page.rows.iter().map(ItemSales::from).collect();
-        Ok((json_bytes(&body)?, page.read_at, link))
+        // ~114 bytes an item in practice; 128 leaves room for longer ids and totals.
+        Ok((json_bytes_sized(&body, 2 + 128 * body.len())?, page.read_at, link))
     })
     .await
 }
@@ -522,4 +578,29 @@ async fn status(State(state): State<AppState>) -> Result<Response, QueryError> {
     let mut response = Json(ProjectionStatus { sources }).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_decimals_then_their_text_is_exact_and_shortest() {
+        for (raw, text) in [
+            ("15.0006", "15.0006"),
+            ("12.0000", "12"),
+            ("0", "0"),
+            ("0.0000", "0"),
+            ("-0.5000", "-0.5"),
+            ("0.0001", "0.0001"),
+            ("-0.0123", "-0.0123"),
+            ("100", "100"),
+            ("79228162514264337593543950335", "79228162514264337593543950335"),
+            ("1234567.8900", "1234567.89"),
+        ] {
+            let d: Decimal = raw.parse().unwrap();
+            assert_eq!(PlainDecimal(d).to_string(), text, "{raw}");
+            assert_eq!(PlainDecimal(d).to_string(), d.normalize().to_string(), "as Decimal's own normalised text");
+        }
+    }
 }

@@ -157,25 +157,62 @@ pub struct PositionRow {
 pub struct ProjectedVersion(pub Version);
 
 impl ReadModel {
-    /// `FROM (one row: the positions as one text) p`, to be LEFT JOINed with a report's rows so that one statement
-    /// reads both.
-    fn positions_row(&self) -> &'static str {
+    /// The read model's epoch, as one value.
+    const EPOCH: &'static str = "(SELECT epoch FROM projection_epoch WHERE id = 1)";
+
+    /// The positions as one text: `source=sequence` pairs in source order (MySQL: a JSON array, put in order when
+    /// read), aggregated over `projection_positions`.
+    fn positions_agg(&self) -> &'static str {
         match self.dialect {
-            Dialect::Postgres => {
-                "(SELECT string_agg(source || '=' || sequence, ', ' ORDER BY source COLLATE \"C\") AS pos, \
-                 (SELECT epoch FROM projection_epoch WHERE id = 1) AS epoch FROM projection_positions) p"
-            }
+            Dialect::Postgres => "string_agg(source || '=' || sequence, ', ' ORDER BY source COLLATE \"C\")",
             // GROUP_CONCAT would cut the list at group_concat_max_len (1,024 bytes by default on MySQL); a JSON
-            // array has no such limit, and is put in order here.
-            Dialect::MySql => {
-                "(SELECT CAST(JSON_ARRAYAGG(JSON_ARRAY(source, sequence)) AS CHAR) AS pos, \
-                 (SELECT epoch FROM projection_epoch WHERE id = 1) AS epoch FROM projection_positions) p"
-            }
-            Dialect::Sqlite => {
-                "(SELECT group_concat(source || '=' || sequence, ', ' ORDER BY source) AS pos, \
-                 (SELECT epoch FROM projection_epoch WHERE id = 1) AS epoch FROM projection_positions) p"
-            }
+            // array has no such limit.
+            Dialect::MySql => "CAST(JSON_ARRAYAGG(JSON_ARRAY(source, sequence)) AS CHAR)",
+            Dialect::Sqlite => "group_concat(source || '=' || sequence, ', ' ORDER BY source)",
         }
+    }
+
+    /// `FROM (one row: the positions as one text, and the epoch) p`, to be LEFT JOINed with a report's rows so that
+    /// one statement reads both, and the positions come back even with no row to report.
+    fn positions_row(&self) -> String {
+        format!("(SELECT {} AS pos, {} AS epoch FROM projection_positions) p", self.positions_agg(), Self::EPOCH)
+    }
+
+    /// The positions and the epoch as two more columns of a report's rows: scalar subqueries, read once per
+    /// statement. Cheaper than `positions_row`'s join, which puts every row through a nested loop and a sort
+    /// instead of reading them in index order, but only usable when there is a row.
+    fn positions_columns(&self) -> String {
+        format!("(SELECT {} FROM projection_positions) AS pos, {} AS epoch", self.positions_agg(), Self::EPOCH)
+    }
+
+    /// A report's rows and what they were read at, in one statement (one snapshot): `columns` and the positions
+    /// from `rest` (`<table> <alias> WHERE ... ORDER BY ...`); with no row to carry the positions, read again
+    /// (again one statement) as `columns` from the positions' row LEFT JOINed `ON` the same conditions, whose rows
+    /// are those with a non-NULL first column.
+    async fn report_rows(
+        &self,
+        columns: &str,
+        table: &str,
+        conditions: &str,
+        order_and_limit: &str,
+        args: Vec<Arg>,
+    ) -> Result<(Vec<DbRow>, ReadAt)> {
+        let mut conn = self.pool.read().await?;
+        let sql =
+            format!("SELECT {columns}, {} FROM {table} WHERE {conditions} {order_and_limit}", self.positions_columns());
+        let rows = Stmt { sql, args: args.clone() }.fetch(&mut conn).await?;
+        if !rows.is_empty() {
+            let read_at = self.read_at_row(rows.first())?;
+            return Ok((rows, read_at));
+        }
+        let sql = format!(
+            "SELECT {columns}, p.pos, p.epoch FROM {} LEFT JOIN {table} ON {conditions} {order_and_limit}",
+            self.positions_row()
+        );
+        let fetched = Stmt { sql, args }.fetch(&mut conn).await?;
+        let read_at = self.read_at_row(fetched.first())?;
+        let rows = fetched.into_iter().filter(|r| !matches!(r.cell(0), Ok(Cell::Null))).collect();
+        Ok((rows, read_at))
     }
 
     /// The positions and epoch columns (the last two) of a report's first row; there always is one.
@@ -313,29 +350,27 @@ impl ReadModel {
         let dir = if query.descending { "DESC" } else { "ASC" };
         let order: Vec<String> = keys.iter().map(|(e, _)| format!("{e} {dir}")).collect();
         let limit = query.limit.map(|n| format!(" LIMIT {}", n + 1)).unwrap_or_default();
-        // Filters go in the join condition: with no item to show, the positions' row still comes back.
-        let sql = format!(
-            "SELECT s.itemid, s.totalordered, {}, s.ordercount, {}, p.pos, p.epoch FROM {} LEFT JOIN item_sales s \
-             ON s.ordercount > 0{filter} ORDER BY {}{limit}",
+        let columns = format!(
+            "s.itemid, s.totalordered, {}, s.ordercount, {}",
             d.decimal_out("s.totalrevenue"),
-            d.time_out("s.lastorderdate"),
-            self.positions_row(),
-            order.join(", ")
+            d.time_out("s.lastorderdate")
         );
-        let stmt = stmt_args.into_iter().fold(Stmt::new(sql), |s, v| match v {
-            Val::Text(t) => s.text(t),
-            Val::Int(i) => s.int(i),
-            Val::Null => s.opt_text(None),
-        });
-        let mut tx = self.pool.read().await?;
-        let fetched = stmt.fetch(&mut tx).await?;
-        let read_at = self.read_at_row(fetched.first())?;
+        let args = stmt_args
+            .into_iter()
+            .map(|v| match v {
+                Val::Text(t) => Arg::Text(t),
+                Val::Int(i) => Arg::Int(i),
+                Val::Null => Arg::OptText(None),
+            })
+            .collect();
+        let order = format!("ORDER BY {}{limit}", order.join(", "));
+        let (fetched, read_at) =
+            self.report_rows(&columns, "item_sales s", &format!("s.ordercount > 0{filter}"), &order, args).await?;
         let mut rows = fetched
             .into_iter()
-            .filter(|r| !matches!(r.cell(0), Ok(Cell::Null)))
             .map(|mut r| {
                 Ok(ItemRow {
-                    itemid: item_id(&r.take_text(0)?)?,
+                    itemid: owned_item_id(r.take_text(0)?)?,
                     totalordered: r.int(1)?,
                     totalrevenue: get_decimal(&r, 2)?.normalize(),
                     ordercount: r.int(3)?,
@@ -355,18 +390,17 @@ impl ReadModel {
 
     /// Quantity per UTC month for `item`, newest month first; empty for an item nothing counts.
     pub async fn monthly_report(&self, item: &ItemId) -> Result<(Vec<MonthRow>, ReadAt)> {
-        let sql = format!(
-            "SELECT m.sale_month, m.monthlyordered, p.pos, p.epoch FROM {} LEFT JOIN item_monthly_sales m \
-             ON m.itemid = {} AND m.monthlyordered > 0 ORDER BY m.sale_month DESC",
-            self.positions_row(),
-            self.dialect.param(1, Col::Text)
-        );
-        let mut tx = self.pool.read().await?;
-        let fetched = Stmt::new(sql).text(item.as_str()).fetch(&mut tx).await?;
-        let read_at = self.read_at_row(fetched.first())?;
+        let (fetched, read_at) = self
+            .report_rows(
+                "m.sale_month, m.monthlyordered",
+                "item_monthly_sales m",
+                &format!("m.itemid = {} AND m.monthlyordered > 0", self.dialect.param(1, Col::Text)),
+                "ORDER BY m.sale_month DESC",
+                vec![Arg::Text(item.as_str().to_owned())],
+            )
+            .await?;
         let rows = fetched
             .iter()
-            .filter(|r| r.opt_text(0).is_ok_and(|m| m.is_some()))
             .map(|r| {
                 let raw = get_text(r, 0)?;
                 let month = SaleMonth::parse(raw.trim()).ok_or_else(|| corrupt(format!("sale month {raw:?}")))?;
