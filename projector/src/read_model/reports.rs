@@ -186,9 +186,9 @@ impl ReadModel {
     }
 
     /// A report's rows and what they were read at, in one statement (one snapshot): `columns` and the positions
-    /// from `rest` (`<table> <alias> WHERE ... ORDER BY ...`); with no row to carry the positions, read again
-    /// (again one statement) as `columns` from the positions' row LEFT JOINed `ON` the same conditions, whose rows
-    /// are those with a non-NULL first column.
+    /// from `table` (with its alias) where `conditions` hold, in `order_and_limit`. With no row to carry the
+    /// positions, read again (again one statement) as the positions' row LEFT JOINed with `table` on the same
+    /// conditions, whose report rows are those with a non-NULL first column.
     async fn report_rows(
         &self,
         columns: &str,
