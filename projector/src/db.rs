@@ -147,7 +147,7 @@ impl DbRow {
         if raw.is_null() {
             return Ok(Cell::Null);
         }
-        if kind == PgKind::Other || raw.format() != PgValueFormat::Binary {
+        if raw.format() != PgValueFormat::Binary {
             return DbRow::plain_cell(row, i);
         }
         let decode = |e: String| sqlx::Error::ColumnDecode { index: i.to_string(), source: e.into() };

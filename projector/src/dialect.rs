@@ -173,7 +173,7 @@ impl Dialect {
     }
 }
 
-/// One value of a row to insert.
+/// One value of a row to insert, or of a statement's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Val {
     Text(String),

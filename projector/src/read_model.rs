@@ -141,6 +141,19 @@ impl Stmt {
         Stmt { sql, args: Vec::new() }
     }
 
+    /// `sql` with `values` bound in order (a NULL as a text parameter).
+    fn with_vals(sql: String, values: Vec<Val>) -> Stmt {
+        let args = values
+            .into_iter()
+            .map(|v| match v {
+                Val::Text(t) => Arg::Text(t),
+                Val::Int(i) => Arg::Int(i),
+                Val::Null => Arg::OptText(None),
+            })
+            .collect();
+        Stmt { sql, args }
+    }
+
     /// `sql` with `values` bound as text parameters, in order.
     fn with_texts<'a>(sql: String, values: impl IntoIterator<Item = &'a str>) -> Stmt {
         values.into_iter().fold(Stmt::new(sql), |s, v| s.text(v))
@@ -148,16 +161,6 @@ impl Stmt {
 
     fn text(mut self, v: impl Into<String>) -> Stmt {
         self.args.push(Arg::Text(v.into()));
-        self
-    }
-
-    fn opt_text(mut self, v: Option<String>) -> Stmt {
-        self.args.push(Arg::OptText(v));
-        self
-    }
-
-    fn int(mut self, v: i64) -> Stmt {
-        self.args.push(Arg::Int(v));
         self
     }
 
@@ -222,11 +225,6 @@ fn get_decimal(row: &DbRow, i: usize) -> Result<Decimal> {
 
 fn item_id(raw: &str) -> Result<ItemId> {
     ItemId::parse(raw).map_err(|e| corrupt(format!("item id {raw:?}: {e}")))
-}
-
-/// As `item_id`, keeping the text it is given.
-fn owned_item_id(raw: String) -> Result<ItemId> {
-    ItemId::try_from(raw).map_err(|e| corrupt(format!("item id: {e}")))
 }
 
 fn order_id(raw: &str) -> Result<OrderId> {
@@ -490,14 +488,7 @@ impl ReadModel {
             return Ok(());
         }
         let (sql, args) = rows.statement(self.dialect, head, tail);
-        args.into_iter()
-            .fold(Stmt::new(sql), |s, v| match v {
-                Val::Text(t) => s.text(t),
-                Val::Int(i) => s.int(i),
-                Val::Null => s.opt_text(None),
-            })
-            .run(conn)
-            .await?;
+        Stmt::with_vals(sql, args).run(conn).await?;
         Ok(())
     }
 

@@ -252,10 +252,10 @@ fn answer(status: StatusCode, body: Bytes, key: &str, read_at: &ReadAt, link: Op
 }
 
 fn json_bytes(body: &impl Serialize) -> Result<Bytes, QueryError> {
-    serde_json::to_vec(body).map(Bytes::from).map_err(|e| QueryError::Internal(format!("serialising: {e}")))
+    json_bytes_sized(body, 128)
 }
 
-/// `json_bytes` into a buffer of `capacity` bytes to start with (a large report then grows it rarely, if at all).
+/// `body` as JSON, into a buffer of `capacity` bytes to start with (a large report then grows it rarely, if at all).
 fn json_bytes_sized(body: &impl Serialize, capacity: usize) -> Result<Bytes, QueryError> {
     let mut out = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut out, body).map_err(|e| QueryError::Internal(format!("serialising: {e}")))?;
@@ -281,8 +281,8 @@ pub struct ItemSales<'a> {
     pub lastorderdate: Option<ExactText<UtcDate>>,
 }
 
-/// A value serialised as its `Display` text, written straight into the body (no `String` per value: the full item
-/// report has 5,000 rows).
+/// A value serialised as its `Display` text, written straight into the body rather than first into a `String` of
+/// its own (the full item report has 5,000 rows).
 #[derive(Debug)]
 pub struct ExactText<T>(T);
 
@@ -292,8 +292,9 @@ impl<T: std::fmt::Display> Serialize for ExactText<T> {
     }
 }
 
-/// A decimal as its shortest exact text ("15.0006", "12", "-0.5"): the mantissa's digits with the point put in,
-/// trailing zeros after it dropped (`Decimal`'s own `Display` divides the 96-bit mantissa once per digit).
+/// A decimal as its shortest exact text ("15.0006", "12", "-0.5"): the mantissa's digits, formatted as an integer,
+/// with the point put in and trailing zeros after it dropped (`Decimal`'s own `Display` divides the 96-bit
+/// mantissa once per digit).
 #[derive(Debug)]
 pub struct PlainDecimal(Decimal);
 

@@ -195,12 +195,12 @@ impl ReadModel {
         table: &str,
         conditions: &str,
         order_and_limit: &str,
-        args: Vec<Arg>,
+        args: Vec<Val>,
     ) -> Result<(Vec<DbRow>, ReadAt)> {
         let mut conn = self.pool.read().await?;
         let sql =
             format!("SELECT {columns}, {} FROM {table} WHERE {conditions} {order_and_limit}", self.positions_columns());
-        let rows = Stmt { sql, args: args.clone() }.fetch(&mut conn).await?;
+        let rows = Stmt::with_vals(sql, args.clone()).fetch(&mut conn).await?;
         if !rows.is_empty() {
             let read_at = self.read_at_row(rows.first())?;
             return Ok((rows, read_at));
@@ -209,7 +209,7 @@ impl ReadModel {
             "SELECT {columns}, p.pos, p.epoch FROM {} LEFT JOIN {table} ON {conditions} {order_and_limit}",
             self.positions_row()
         );
-        let fetched = Stmt { sql, args }.fetch(&mut conn).await?;
+        let fetched = Stmt::with_vals(sql, args).fetch(&mut conn).await?;
         let read_at = self.read_at_row(fetched.first())?;
         let rows = fetched.into_iter().filter(|r| !matches!(r.cell(0), Ok(Cell::Null))).collect();
         Ok((rows, read_at))
@@ -355,22 +355,14 @@ impl ReadModel {
             d.decimal_out("s.totalrevenue"),
             d.time_out("s.lastorderdate")
         );
-        let args = stmt_args
-            .into_iter()
-            .map(|v| match v {
-                Val::Text(t) => Arg::Text(t),
-                Val::Int(i) => Arg::Int(i),
-                Val::Null => Arg::OptText(None),
-            })
-            .collect();
         let order = format!("ORDER BY {}{limit}", order.join(", "));
         let (fetched, read_at) =
-            self.report_rows(&columns, "item_sales s", &format!("s.ordercount > 0{filter}"), &order, args).await?;
+            self.report_rows(&columns, "item_sales s", &format!("s.ordercount > 0{filter}"), &order, stmt_args).await?;
         let mut rows = fetched
             .into_iter()
             .map(|mut r| {
                 Ok(ItemRow {
-                    itemid: owned_item_id(r.take_text(0)?)?,
+                    itemid: item_id(&r.take_text(0)?)?,
                     totalordered: r.int(1)?,
                     totalrevenue: get_decimal(&r, 2)?.normalize(),
                     ordercount: r.int(3)?,
@@ -396,7 +388,7 @@ impl ReadModel {
                 "item_monthly_sales m",
                 &format!("m.itemid = {} AND m.monthlyordered > 0", self.dialect.param(1, Col::Text)),
                 "ORDER BY m.sale_month DESC",
-                vec![Arg::Text(item.as_str().to_owned())],
+                vec![Val::Text(item.as_str().to_owned())],
             )
             .await?;
         let rows = fetched
