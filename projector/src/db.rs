@@ -7,15 +7,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use futures_util::stream::BoxStream;
 use rust_decimal::Decimal;
-use sqlx::mysql::MySqlConnectOptions;
-use sqlx::pool::PoolConnection;
-use sqlx::pool::PoolOptions;
+use sqlx::mysql::{MySqlConnectOptions, MySqlRow};
+use sqlx::pool::{PoolConnection, PoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgRow, PgValueFormat};
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{
-    AssertSqlSafe, Column, ColumnIndex, Database, Decode, Executor, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite,
-    SqlitePool, Transaction, Type, TypeInfo, ValueRef,
+    AssertSqlSafe, Column, ColumnIndex, Connection, Database, Decode, Executor, MySql, MySqlPool, PgPool, Postgres,
+    Row, Sqlite, SqlitePool, Transaction, Type, TypeInfo, ValueRef,
 };
 
 use crate::dialect::Dialect;
@@ -91,17 +92,6 @@ impl DbRow {
         self.0.is_empty()
     }
 
-    /// Each column as an integer where its type is one (of any width), else as text.
-    fn from_row<'r, R: Row>(row: &'r R) -> Result<DbRow, sqlx::Error>
-    where
-        usize: ColumnIndex<R>,
-        i64: Type<R::Database> + Decode<'r, R::Database>,
-        i32: Type<R::Database> + Decode<'r, R::Database>,
-        String: Type<R::Database> + Decode<'r, R::Database>,
-    {
-        (0..row.columns().len()).map(|i| DbRow::plain_cell(row, i)).collect::<Result<_, _>>().map(DbRow)
-    }
-
     /// Column `i` as an integer where its type is one (of any width), else as text.
     fn plain_cell<'r, R: Row>(row: &'r R, i: usize) -> Result<Cell, sqlx::Error>
     where
@@ -123,23 +113,6 @@ impl DbRow {
             Ok(v) => Ok(Cell::Int(v)),
             Err(_) => row.try_get::<i32, _>(i).map(|v| Cell::Int(i64::from(v))),
         }
-    }
-
-    /// PostgreSQL rows: each column's type is looked at once, then every value is decoded straight from the binary
-    /// form the server sends (integers, text, TIMESTAMPTZ, NUMERIC); any other type, or a text-format value, as
-    /// `from_row` reads it.
-    fn from_pg_rows(rows: &[PgRow]) -> Result<Vec<DbRow>, sqlx::Error> {
-        let Some(first) = rows.first() else { return Ok(Vec::new()) };
-        let kinds: Vec<PgKind> = first.columns().iter().map(|c| PgKind::of(c.type_info().name())).collect();
-        rows.iter()
-            .map(|row| {
-                let mut cells = Vec::with_capacity(kinds.len());
-                for (i, kind) in kinds.iter().enumerate() {
-                    cells.push(DbRow::pg_cell(row, i, *kind)?);
-                }
-                Ok(DbRow(cells))
-            })
-            .collect()
     }
 
     fn pg_cell(row: &PgRow, i: usize, kind: PgKind) -> Result<Cell, sqlx::Error> {
@@ -175,9 +148,73 @@ impl DbRow {
     }
 }
 
+/// One result row where the backend left it, read column by column: for reads that map rows straight into their
+/// own types, without a `DbRow` (a vector of cells) per row first.
+pub enum RowRef<'r> {
+    /// With each column's kind, looked at once per result.
+    Pg(&'r PgRow, &'r [PgKind]),
+    MySql(&'r MySqlRow),
+    Sqlite(&'r SqliteRow),
+}
+
+impl RowRef<'_> {
+    /// Column `i` as `DbRow` would hold it: on PostgreSQL decoded straight from the binary form the server sends
+    /// (integers, text, TIMESTAMPTZ, NUMERIC); any other type, or a text-format value, as an integer or text.
+    pub fn cell(&self, i: usize) -> Result<Cell, sqlx::Error> {
+        match self {
+            RowRef::Pg(row, kinds) => DbRow::pg_cell(row, i, kinds.get(i).copied().unwrap_or(PgKind::Other)),
+            RowRef::MySql(row) => DbRow::plain_cell(*row, i),
+            RowRef::Sqlite(row) => DbRow::plain_cell(*row, i),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            RowRef::Pg(row, _) => row.len(),
+            RowRef::MySql(row) => row.len(),
+            RowRef::Sqlite(row) => row.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn to_db_row(&self) -> Result<DbRow, sqlx::Error> {
+        (0..self.len()).map(|i| self.cell(i)).collect::<Result<_, _>>().map(DbRow)
+    }
+}
+
+/// Each row of `rows` mapped by `f` as it arrives (no vector of backend rows held first), in order; the first error
+/// ends it.
+async fn map_rows<R, T, E: From<sqlx::Error>>(
+    mut rows: BoxStream<'_, Result<R, sqlx::Error>>,
+    mut f: impl FnMut(&R) -> Result<T, E>,
+) -> Result<Vec<T>, E> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        out.push(f(&row)?);
+    }
+    Ok(out)
+}
+
+/// `map_rows` for PostgreSQL, each column's kind looked at once (on the first row).
+async fn map_pg<T, E: From<sqlx::Error>>(
+    rows: BoxStream<'_, Result<PgRow, sqlx::Error>>,
+    mut f: impl FnMut(RowRef<'_>) -> Result<T, E>,
+) -> Result<Vec<T>, E> {
+    let mut kinds: Option<Vec<PgKind>> = None;
+    map_rows(rows, |row: &PgRow| {
+        let kinds =
+            kinds.get_or_insert_with(|| row.columns().iter().map(|c| PgKind::of(c.type_info().name())).collect());
+        f(RowRef::Pg(row, kinds))
+    })
+    .await
+}
+
 /// How a PostgreSQL column's binary values decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PgKind {
+pub enum PgKind {
     Int,
     Text,
     Time,
@@ -281,14 +318,31 @@ fn pool_options<DB: Database>() -> PoolOptions<DB> {
     PoolOptions::new().acquire_timeout(Duration::from_secs(10)).idle_timeout(Some(Duration::from_secs(120)))
 }
 
-/// A database server's pool: four connections, each tested before use, with TCP_NODELAY on their sockets.
+/// How long a connection may sit idle and still be handed out without a ping first.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// A database server's pool: four connections with TCP_NODELAY on their sockets. sqlx pings each connection as it
+/// comes back to the pool (a broken one is closed there); one idle for `PING_IF_IDLE_FOR` or longer, which a proxy
+/// or a restart may have closed meanwhile, is pinged again before use (and replaced if that fails). Pinging on
+/// every acquire instead would add a round trip to every request.
 fn server_options<DB: Database>() -> PoolOptions<DB> {
-    pool_options().max_connections(4).test_before_acquire(true).after_connect(|_, _| {
-        Box::pin(async {
-            crate::nodelay::set_on_tcp_sockets();
-            Ok(())
+    pool_options()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
         })
-    })
+        .after_connect(|_, _| {
+            Box::pin(async {
+                crate::nodelay::set_on_tcp_sockets();
+                Ok(())
+            })
+        })
 }
 
 /// MySQL options for `url`; for RDS IAM, with the cleartext plugin (refused unless TLS is required) and without
@@ -429,17 +483,23 @@ impl Tx {
 
     /// Runs `sql` with `args`; all its rows.
     pub async fn fetch(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<DbRow>, sqlx::Error> {
+        self.fetch_map(sql, args, |row| row.to_db_row()).await
+    }
+
+    /// Runs `sql` with `args`; each of its rows mapped by `f`, in order (the first error ends it).
+    pub async fn fetch_map<T, E: From<sqlx::Error>>(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        mut f: impl FnMut(RowRef<'_>) -> Result<T, E>,
+    ) -> Result<Vec<T>, E> {
         match self {
-            Tx::Postgres(t) => DbRow::from_pg_rows(&bound!(Postgres, sql, args).fetch_all(&mut **t).await?),
-            Tx::MySql(t) => bound!(MySql, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect(),
-            Tx::Sqlite(t) => bound!(Sqlite, sql, args).fetch_all(&mut **t).await?.iter().map(DbRow::from_row).collect(),
-            Tx::PostgresRead(c) => DbRow::from_pg_rows(&bound!(Postgres, sql, args).fetch_all(&mut **c).await?),
-            Tx::MySqlRead(c) => {
-                bound!(MySql, sql, args).fetch_all(&mut **c).await?.iter().map(DbRow::from_row).collect()
-            }
-            Tx::SqliteRead(c) => {
-                bound!(Sqlite, sql, args).fetch_all(&mut **c).await?.iter().map(DbRow::from_row).collect()
-            }
+            Tx::Postgres(t) => map_pg(bound!(Postgres, sql, args).fetch(&mut **t), f).await,
+            Tx::PostgresRead(c) => map_pg(bound!(Postgres, sql, args).fetch(&mut **c), f).await,
+            Tx::MySql(t) => map_rows(bound!(MySql, sql, args).fetch(&mut **t), |r| f(RowRef::MySql(r))).await,
+            Tx::MySqlRead(c) => map_rows(bound!(MySql, sql, args).fetch(&mut **c), |r| f(RowRef::MySql(r))).await,
+            Tx::Sqlite(t) => map_rows(bound!(Sqlite, sql, args).fetch(&mut **t), |r| f(RowRef::Sqlite(r))).await,
+            Tx::SqliteRead(c) => map_rows(bound!(Sqlite, sql, args).fetch(&mut **c), |r| f(RowRef::Sqlite(r))).await,
         }
     }
 }

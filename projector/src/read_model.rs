@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use crate::db::{Arg, Cell, DbRow, Mode, Pool, Tx};
+use crate::db::{Arg, Cell, DbRow, Mode, Pool, RowRef, Tx};
 
 mod logins;
 mod reports;
@@ -178,6 +178,13 @@ impl Stmt {
         Ok(rows)
     }
 
+    async fn fetch_map<T>(&self, conn: &mut Tx, f: impl FnMut(RowRef<'_>) -> Result<T>) -> Result<Vec<T>> {
+        let started = std::time::Instant::now();
+        let rows = conn.fetch_map(&self.sql, &self.args, f).await?;
+        self.trace(started, rows.len() as u64);
+        Ok(rows)
+    }
+
     /// One event per statement at TRACE: its start, arguments, rows and time (for finding where a batch goes).
     fn trace(&self, started: std::time::Instant, rows: u64) {
         let sql = self.sql.get(..self.sql.len().min(60)).unwrap_or(&self.sql);
@@ -193,9 +200,23 @@ fn get_text(row: &DbRow, i: usize) -> Result<String> {
     Ok(row.text(i)?)
 }
 
+fn text_of(cell: Cell) -> Result<String> {
+    match cell {
+        Cell::Text(text) => Ok(text),
+        other => Err(corrupt(format!("not text: {other:?}"))),
+    }
+}
+
+fn int_of(cell: &Cell) -> Result<i64> {
+    match cell {
+        Cell::Int(v) => Ok(*v),
+        other => Err(corrupt(format!("not an integer: {other:?}"))),
+    }
+}
+
 /// A time as `Dialect::time_out` reads it: a PostgreSQL TIMESTAMPTZ, or RFC 3339 text.
-fn get_opt_time(row: &DbRow, i: usize) -> Result<Option<DateTime<Utc>>> {
-    match row.cell(i)? {
+fn opt_time_of(cell: &Cell) -> Result<Option<DateTime<Utc>>> {
+    match cell {
         Cell::Null => Ok(None),
         Cell::Time(at) => Ok(Some(*at)),
         Cell::Text(raw) => {
@@ -205,13 +226,17 @@ fn get_opt_time(row: &DbRow, i: usize) -> Result<Option<DateTime<Utc>>> {
     }
 }
 
+fn get_opt_time(row: &DbRow, i: usize) -> Result<Option<DateTime<Utc>>> {
+    opt_time_of(row.cell(i)?)
+}
+
 fn get_time(row: &DbRow, i: usize) -> Result<DateTime<Utc>> {
     get_opt_time(row, i)?.ok_or_else(|| corrupt("a time is NULL"))
 }
 
 /// A decimal as `Dialect::decimal_out` reads it: a PostgreSQL NUMERIC, or exact text.
-fn get_opt_decimal(row: &DbRow, i: usize) -> Result<Option<Decimal>> {
-    match row.cell(i)? {
+fn opt_decimal_of(cell: &Cell) -> Result<Option<Decimal>> {
+    match cell {
         Cell::Null => Ok(None),
         Cell::Decimal(d) => Ok(Some(*d)),
         Cell::Text(raw) => Decimal::from_str(raw).map(Some).map_err(|_| corrupt(format!("not a decimal: {raw:?}"))),
@@ -219,8 +244,22 @@ fn get_opt_decimal(row: &DbRow, i: usize) -> Result<Option<Decimal>> {
     }
 }
 
+fn decimal_of(cell: &Cell) -> Result<Decimal> {
+    opt_decimal_of(cell)?.ok_or_else(|| corrupt("a decimal is NULL"))
+}
+
+fn get_opt_decimal(row: &DbRow, i: usize) -> Result<Option<Decimal>> {
+    opt_decimal_of(row.cell(i)?)
+}
+
 fn get_decimal(row: &DbRow, i: usize) -> Result<Decimal> {
-    get_opt_decimal(row, i)?.ok_or_else(|| corrupt("a decimal is NULL"))
+    decimal_of(row.cell(i)?)
+}
+
+/// An item id from a text cell, its text kept (no copy).
+fn item_id_of(cell: Cell) -> Result<ItemId> {
+    let raw = text_of(cell)?;
+    ItemId::try_from(raw).map_err(|e| corrupt(format!("item id: {e}")))
 }
 
 fn item_id(raw: &str) -> Result<ItemId> {

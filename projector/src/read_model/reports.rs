@@ -185,50 +185,68 @@ impl ReadModel {
         format!("(SELECT {} FROM projection_positions) AS pos, {} AS epoch", self.positions_agg(), Self::EPOCH)
     }
 
-    /// A report's rows and what they were read at, in one statement (one snapshot): `columns` and the positions
-    /// from `table` (with its alias) where `conditions` hold, in `order_and_limit`. With no row to carry the
-    /// positions, read again (again one statement) as the positions' row LEFT JOINed with `table` on the same
-    /// conditions, whose report rows are those with a non-NULL first column.
-    async fn report_rows(
+    /// A report's rows, each mapped by `map`, and what they were read at, in one statement (one snapshot): `columns`
+    /// and the positions from `table` (with its alias) where `conditions` hold, in `order_and_limit`; the positions
+    /// are read from the first row only. With no row to carry them, read again (again one statement) as the
+    /// positions' row LEFT JOINed with `table` on the same conditions, whose report rows are those with a non-NULL
+    /// first column.
+    async fn report_rows<T>(
         &self,
         columns: &str,
         table: &str,
         conditions: &str,
         order_and_limit: &str,
         args: Vec<Val>,
-    ) -> Result<(Vec<DbRow>, ReadAt)> {
+        mut map: impl FnMut(&RowRef<'_>) -> Result<T> + Send,
+    ) -> Result<(Vec<T>, ReadAt)> {
         let mut conn = self.pool.read().await?;
+        let mut read_at = None;
         let sql =
             format!("SELECT {columns}, {} FROM {table} WHERE {conditions} {order_and_limit}", self.positions_columns());
-        let rows = Stmt::with_vals(sql, args.clone()).fetch(&mut conn).await?;
-        if !rows.is_empty() {
-            let read_at = self.read_at_row(rows.first())?;
+        let rows = Stmt::with_vals(sql, args.clone())
+            .fetch_map(&mut conn, |row| {
+                if read_at.is_none() {
+                    read_at = Some(self.read_at_of(&row)?);
+                }
+                map(&row)
+            })
+            .await?;
+        if let Some(read_at) = read_at {
             return Ok((rows, read_at));
         }
         let sql = format!(
             "SELECT {columns}, p.pos, p.epoch FROM {} LEFT JOIN {table} ON {conditions} {order_and_limit}",
             self.positions_row()
         );
-        let fetched = Stmt::with_vals(sql, args).fetch(&mut conn).await?;
-        let read_at = self.read_at_row(fetched.first())?;
-        let rows = fetched.into_iter().filter(|r| !matches!(r.cell(0), Ok(Cell::Null))).collect();
-        Ok((rows, read_at))
+        let rows = Stmt::with_vals(sql, args)
+            .fetch_map(&mut conn, |row| {
+                if read_at.is_none() {
+                    read_at = Some(self.read_at_of(&row)?);
+                }
+                match row.cell(0)? {
+                    Cell::Null => Ok(None),
+                    _ => map(&row).map(Some),
+                }
+            })
+            .await?;
+        let read_at = read_at.ok_or_else(|| corrupt("a report read returned no positions row"))?;
+        Ok((rows.into_iter().flatten().collect(), read_at))
     }
 
-    /// The positions and epoch columns (the last two) of a report's first row; there always is one.
-    fn read_at_row(&self, first: Option<&DbRow>) -> Result<ReadAt> {
-        let row = first.ok_or_else(|| corrupt("a report read returned no positions row"))?;
+    /// The positions and epoch columns (the last two) of a report's row.
+    fn read_at_of(&self, row: &RowRef<'_>) -> Result<ReadAt> {
         let last = row.len().checked_sub(1).filter(|l| *l > 0).ok_or_else(|| corrupt("a report row too short"))?;
-        let epoch = Epoch(row.int(last)?);
-        let positions = match row.opt_text(last - 1)? {
-            None => "none".to_owned(),
-            Some(text) if self.dialect == Dialect::MySql => {
+        let epoch = Epoch(int_of(&row.cell(last)?)?);
+        let positions = match row.cell(last - 1)? {
+            Cell::Null => "none".to_owned(),
+            Cell::Text(text) if self.dialect == Dialect::MySql => {
                 let mut pairs: Vec<(String, String)> =
                     serde_json::from_str(&text).map_err(|e| corrupt(format!("positions {text:?}: {e}")))?;
                 pairs.sort();
                 pairs.iter().map(|(s, q)| format!("{s}={q}")).collect::<Vec<_>>().join(", ")
             }
-            Some(text) => text,
+            Cell::Text(text) => text,
+            other => return Err(corrupt(format!("positions {other:?}"))),
         };
         Ok(ReadAt { positions, epoch })
     }
@@ -270,8 +288,9 @@ impl ReadModel {
     /// without recomputing it.
     pub async fn read_at(&self) -> Result<ReadAt> {
         let mut conn = self.pool.read().await?;
-        let rows = Stmt::new(format!("SELECT p.pos, p.epoch FROM {}", self.positions_row())).fetch(&mut conn).await?;
-        self.read_at_row(rows.first())
+        let sql = format!("SELECT p.pos, p.epoch FROM {}", self.positions_row());
+        let mut rows = Stmt::new(sql).fetch_map(&mut conn, |row| self.read_at_of(&row)).await?;
+        rows.pop().ok_or_else(|| corrupt("the positions read returned no row"))
     }
 
     /// Every source's position.
@@ -356,20 +375,18 @@ impl ReadModel {
             d.time_out("s.lastorderdate")
         );
         let order = format!("ORDER BY {}{limit}", order.join(", "));
-        let (fetched, read_at) =
-            self.report_rows(&columns, "item_sales s", &format!("s.ordercount > 0{filter}"), &order, stmt_args).await?;
-        let mut rows = fetched
-            .into_iter()
-            .map(|mut r| {
+        let conditions = format!("s.ordercount > 0{filter}");
+        let (mut rows, read_at) = self
+            .report_rows(&columns, "item_sales s", &conditions, &order, stmt_args, |r| {
                 Ok(ItemRow {
-                    itemid: item_id(&r.take_text(0)?)?,
-                    totalordered: r.int(1)?,
-                    totalrevenue: get_decimal(&r, 2)?.normalize(),
-                    ordercount: r.int(3)?,
-                    lastorderdate: get_opt_time(&r, 4)?,
+                    itemid: item_id_of(r.cell(0)?)?,
+                    totalordered: int_of(&r.cell(1)?)?,
+                    totalrevenue: decimal_of(&r.cell(2)?)?.normalize(),
+                    ordercount: int_of(&r.cell(3)?)?,
+                    lastorderdate: opt_time_of(&r.cell(4)?)?,
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
+            .await?;
         let next = match query.limit {
             Some(n) if rows.len() > n => {
                 rows.truncate(n);
@@ -382,24 +399,19 @@ impl ReadModel {
 
     /// Quantity per UTC month for `item`, newest month first; empty for an item nothing counts.
     pub async fn monthly_report(&self, item: &ItemId) -> Result<(Vec<MonthRow>, ReadAt)> {
-        let (fetched, read_at) = self
-            .report_rows(
-                "m.sale_month, m.monthlyordered",
-                "item_monthly_sales m",
-                &format!("m.itemid = {} AND m.monthlyordered > 0", self.dialect.param(1, Col::Text)),
-                "ORDER BY m.sale_month DESC",
-                vec![Val::Text(item.as_str().to_owned())],
-            )
-            .await?;
-        let rows = fetched
-            .iter()
-            .map(|r| {
-                let raw = get_text(r, 0)?;
+        self.report_rows(
+            "m.sale_month, m.monthlyordered",
+            "item_monthly_sales m",
+            &format!("m.itemid = {} AND m.monthlyordered > 0", self.dialect.param(1, Col::Text)),
+            "ORDER BY m.sale_month DESC",
+            vec![Val::Text(item.as_str().to_owned())],
+            |r| {
+                let raw = text_of(r.cell(0)?)?;
                 let month = SaleMonth::parse(raw.trim()).ok_or_else(|| corrupt(format!("sale month {raw:?}")))?;
-                Ok(MonthRow { month, monthlyordered: r.int(1)? })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((rows, read_at))
+                Ok(MonthRow { month, monthlyordered: int_of(&r.cell(1)?)? })
+            },
+        )
+        .await
     }
 }
 
