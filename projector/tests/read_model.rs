@@ -472,3 +472,56 @@ async fn given_a_user_with_the_reader_role_then_it_can_read_the_read_model_and_n
         db.drop_database().await;
     }
 }
+
+/// Ends every session on database `name` but the caller's own, from `admin`: what a server restart, a failover or
+/// a proxy closing idle clients does to a pool's idle connections.
+async fn end_other_sessions(backend: Backend, admin: &str, name: &str) -> usize {
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await.unwrap();
+    match backend {
+        Backend::Postgres => {
+            let ended: Vec<(bool,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            ended.len()
+        }
+        _ => {
+            let ids: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(id AS SIGNED) FROM information_schema.processlist \
+                 WHERE db = '{name}' AND id <> CONNECTION_ID()"
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            for (id,) in &ids {
+                conn.execute(sqlx::AssertSqlSafe(format!("KILL {id}"))).await.unwrap();
+            }
+            ids.len()
+        }
+    }
+}
+
+#[tokio::test]
+async fn given_the_server_ended_the_pools_idle_connections_then_a_read_after_a_second_idle_gets_a_new_one() {
+    use projector::read_model::{ItemQuery, ItemSort};
+    let all = ItemQuery { sort: ItemSort::ItemId, descending: false, limit: None, after: None };
+    for backend in [Backend::Postgres, Backend::MariaDb] {
+        let db = fresh(backend).await;
+        let o = order(r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6}]}"#, "2026-11-21T09:00:00Z");
+        db.model.apply(&[change(ChangeKind::Insert, None, Some(&o), 1)]).await.unwrap();
+        assert_eq!(db.model.item_report(&all).await.unwrap().rows.len(), 1, "{backend:?}");
+
+        // Given: the pool's connections are idle, and the server ends them.
+        let admin = db.admin_url.clone().unwrap();
+        assert!(end_other_sessions(backend, &admin, &db.name).await > 0, "{backend:?}: the pool had a connection");
+        // When: a read comes after a second idle (the pool pings a connection idle that long before handing it out).
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        // Then: the dead connection is found and replaced, and the read succeeds.
+        let page = db.model.item_report(&all).await.unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        assert_eq!(page.rows.len(), 1, "{backend:?}");
+        db.drop_database().await;
+    }
+}
