@@ -272,51 +272,114 @@ pub struct ItemSales<'a> {
     pub totalordered: i64,
     /// Exact decimal: the sum of quantity × unit price over lines whose price is known ("0" when none is).
     #[schema(example = "15.0006", value_type = String)]
-    pub totalrevenue: ExactText<PlainDecimal>,
+    pub totalrevenue: PlainDecimal,
     /// Orders with this item.
     #[schema(example = 2)]
     pub ordercount: i64,
     /// The latest order date (UTC) among them.
     #[schema(example = "2022-11-02", format = Date, value_type = Option<String>)]
-    pub lastorderdate: Option<ExactText<UtcDate>>,
+    pub lastorderdate: Option<UtcDate>,
 }
 
-/// A value serialised as its `Display` text, written straight into the body rather than first into a `String` of
-/// its own (the full item report has 5,000 rows).
-#[derive(Debug)]
-pub struct ExactText<T>(T);
+/// Short ASCII text (a decimal, a date) built on the stack, then serialised as one string: no `String` per value,
+/// and no trip through `fmt` and serde_json's escaping writer per piece (the full item report has 5,000 rows).
+struct Ascii {
+    buf: [u8; Ascii::CAPACITY],
+    len: usize,
+}
 
-impl<T: std::fmt::Display> Serialize for ExactText<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
+impl Ascii {
+    /// Room for any `Decimal` (a sign, "0.", 27 zeros and 29 digits at most) and any 4-digit-year date.
+    const CAPACITY: usize = 64;
+
+    fn new() -> Ascii {
+        Ascii { buf: [0; Ascii::CAPACITY], len: 0 }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// `n` in decimal, left-padded with zeros to `width` digits.
+    fn push_number(&mut self, n: u128, width: usize) {
+        let mut digits = [b'0'; 40];
+        let mut at = digits.len();
+        // 64-bit division where the value allows (a 128-bit one is a library call per digit).
+        match u64::try_from(n) {
+            Ok(mut small) => loop {
+                at -= 1;
+                digits[at] = b'0' + (small % 10) as u8;
+                small /= 10;
+                if small == 0 {
+                    break;
+                }
+            },
+            Err(_) => {
+                let mut big = n;
+                while big > 0 {
+                    at -= 1;
+                    digits[at] = b'0' + (big % 10) as u8;
+                    big /= 10;
+                }
+            }
+        }
+        at = at.min(digits.len().saturating_sub(width));
+        self.push(&digits[at..]);
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, '-' and '.' are ever pushed.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 }
 
-/// A decimal as its shortest exact text ("15.0006", "12", "-0.5"): the mantissa's digits, formatted as an integer,
-/// with the point put in and trailing zeros after it dropped (`Decimal`'s own `Display` divides the 96-bit
-/// mantissa once per digit).
+/// A decimal as its shortest exact text ("15.0006", "12", "-0.5"): the mantissa's digits with the point put in and
+/// trailing zeros after it dropped (`Decimal`'s own `Display` divides the 96-bit mantissa once per digit).
 #[derive(Debug)]
 pub struct PlainDecimal(Decimal);
 
-impl std::fmt::Display for PlainDecimal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl PlainDecimal {
+    fn text(&self) -> Ascii {
         let (mut mantissa, mut scale) = (self.0.mantissa(), self.0.scale() as usize);
         while scale > 0 && mantissa % 10 == 0 {
             mantissa /= 10;
             scale -= 1;
         }
+        let mut out = Ascii::new();
         if mantissa < 0 {
-            f.write_str("-")?;
+            out.push(b"-");
         }
-        let digits = mantissa.unsigned_abs().to_string();
+        let mut digits = Ascii::new();
+        digits.push_number(mantissa.unsigned_abs(), 1);
+        let digits = &digits.buf[..digits.len];
         if scale == 0 {
-            return f.write_str(&digits);
-        }
-        if digits.len() > scale {
+            out.push(digits);
+        } else if digits.len() > scale {
             let (int, frac) = digits.split_at(digits.len() - scale);
-            return write!(f, "{int}.{frac}");
+            out.push(int);
+            out.push(b".");
+            out.push(frac);
+        } else {
+            out.push(b"0.");
+            for _ in digits.len()..scale {
+                out.push(b"0");
+            }
+            out.push(digits);
         }
-        write!(f, "0.{}{digits}", "0".repeat(scale - digits.len()))
+        out
+    }
+}
+
+impl std::fmt::Display for PlainDecimal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text().as_str())
+    }
+}
+
+impl Serialize for PlainDecimal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.text().as_str())
     }
 }
 
@@ -330,14 +393,29 @@ impl std::fmt::Display for UtcDate {
     }
 }
 
+impl Serialize for UtcDate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Ok(year @ 0..=9_999) = u16::try_from(self.0.year()) else {
+            return serializer.collect_str(self); // years before 0 or past 9999: chrono's range, never an order's
+        };
+        let mut out = Ascii::new();
+        out.push_number(u128::from(year), 4);
+        out.push(b"-");
+        out.push_number(u128::from(self.0.month()), 2);
+        out.push(b"-");
+        out.push_number(u128::from(self.0.day()), 2);
+        serializer.serialize_str(out.as_str())
+    }
+}
+
 impl<'a> From<&'a ItemRow> for ItemSales<'a> {
     fn from(row: &'a ItemRow) -> ItemSales<'a> {
         ItemSales {
             itemid: row.itemid.as_str(),
             totalordered: row.totalordered,
-            totalrevenue: ExactText(PlainDecimal(row.totalrevenue)),
+            totalrevenue: PlainDecimal(row.totalrevenue),
             ordercount: row.ordercount,
-            lastorderdate: row.lastorderdate.map(|d| ExactText(UtcDate(d.date_naive()))),
+            lastorderdate: row.lastorderdate.map(|d| UtcDate(d.date_naive())),
         }
     }
 }
@@ -602,6 +680,22 @@ mod tests {
             let d: Decimal = raw.parse().unwrap();
             assert_eq!(PlainDecimal(d).to_string(), text, "{raw}");
             assert_eq!(PlainDecimal(d).to_string(), d.normalize().to_string(), "as Decimal's own normalised text");
+            assert_eq!(serde_json::to_string(&PlainDecimal(d)).unwrap(), format!("\"{text}\""), "{raw} in JSON");
         }
+    }
+
+    #[test]
+    fn given_dates_then_json_has_them_as_four_digit_year_month_day() {
+        for (y, m, d, text) in [(2022, 10, 3, "2022-10-03"), (999, 1, 31, "0999-01-31"), (9999, 12, 31, "9999-12-31")] {
+            let date = UtcDate(NaiveDate::from_ymd_opt(y, m, d).unwrap());
+            assert_eq!(serde_json::to_string(&date).unwrap(), format!("\"{text}\""));
+            assert_eq!(date.to_string(), text);
+        }
+        let far = UtcDate(NaiveDate::from_ymd_opt(12_345, 6, 7).unwrap());
+        assert_eq!(
+            serde_json::to_string(&far).unwrap(),
+            format!("\"{far}\""),
+            "outside 4 digits: as Display writes it"
+        );
     }
 }
