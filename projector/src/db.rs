@@ -59,24 +59,6 @@ impl DbRow {
         }
     }
 
-    pub fn opt_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
-        match self.cell(i)? {
-            Cell::Text(s) => Ok(Some(s.clone())),
-            Cell::Null => Ok(None),
-            other => Err(DbRow::mismatch(i, "text", other)),
-        }
-    }
-
-    /// The text of column `i`, moved out (the row keeps an empty string there).
-    pub fn take_text(&mut self, i: usize) -> Result<String, sqlx::Error> {
-        let len = self.0.len();
-        match self.0.get_mut(i) {
-            Some(Cell::Text(s)) => Ok(std::mem::take(s)),
-            Some(other) => Err(DbRow::mismatch(i, "text", other)),
-            None => Err(sqlx::Error::ColumnIndexOutOfBounds { index: i, len }),
-        }
-    }
-
     pub fn text(&self, i: usize) -> Result<String, sqlx::Error> {
         match self.cell(i)? {
             Cell::Text(s) => Ok(s.clone()),
@@ -535,7 +517,7 @@ mod tests {
         let row = DbRow(vec![Cell::Int(7), Cell::Text("x".into()), Cell::Null]);
         assert_eq!(row.int(0).unwrap(), 7);
         assert_eq!(row.text(1).unwrap(), "x");
-        assert_eq!(row.opt_text(2).unwrap(), None);
+        assert_eq!(row.cell(2).unwrap(), &Cell::Null);
         assert!(row.text(0).is_err());
         assert!(row.int(1).is_err());
         assert!(row.int(3).is_err());
