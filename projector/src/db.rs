@@ -1,6 +1,6 @@
 //! The read model's connection pool, native per backend (sqlx's `Any` driver takes its options from the URL alone,
 //! and RDS Proxy's MySQL IAM needs options no URL carries: the cleartext plugin, and no session `SET`s). Statements
-//! bind text and integers only; rows come back as text, integers or NULL, which is all the projection reads, and
+//! bind text and integers, and on PostgreSQL also whole columns as binary arrays; rows come back as text, integers or NULL, which is all the projection reads, and
 //! on PostgreSQL also as times and decimals, decoded from the binary values it sends (no conversion in SQL).
 
 use std::str::FromStr;
@@ -21,11 +21,64 @@ use sqlx::{
 
 use crate::dialect::Dialect;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
     Text(String),
     OptText(Option<String>),
     Int(i64),
+    /// PostgreSQL only: a column of values as one binary array parameter (`UNNEST` inserts, `= ANY` filters).
+    Array(Array),
+}
+
+/// A column of values for one PostgreSQL array parameter, sent in binary: the server parses nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Array {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+    Time(Vec<Option<PgTime>>),
+}
+
+/// A PostgreSQL TIMESTAMPTZ as its binary value: microseconds since 2000-01-01 UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgTime(i64);
+
+impl PgTime {
+    const UNIX_TO_2000_MICROS: i64 = 946_684_800_000_000;
+    /// TIMESTAMPTZ and its array type, by their fixed OIDs (no lookup).
+    const OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(1184);
+    const ARRAY_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(1185);
+
+    #[cfg(test)]
+    pub fn from_micros(micros: i64) -> PgTime {
+        PgTime(micros)
+    }
+
+    /// `at` to the millisecond, as every time the read model stores.
+    pub fn new(at: &DateTime<Utc>) -> PgTime {
+        PgTime(at.timestamp_millis().saturating_mul(1_000).saturating_sub(PgTime::UNIX_TO_2000_MICROS))
+    }
+}
+
+impl Type<Postgres> for PgTime {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_oid(PgTime::OID)
+    }
+}
+
+impl sqlx::postgres::PgHasArrayType for PgTime {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_oid(PgTime::ARRAY_OID)
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for PgTime {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        buf.extend(&self.0.to_be_bytes());
+        Ok(sqlx::encode::IsNull::No)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,14 +298,31 @@ fn pg_numeric(bytes: &[u8]) -> Option<Decimal> {
 
 /// PostgreSQL's binary TIMESTAMPTZ: microseconds since 2000-01-01 UTC; `None` for its infinities.
 fn pg_time(micros: i64) -> Option<DateTime<Utc>> {
-    const UNIX_TO_2000_MICROS: i64 = 946_684_800_000_000;
     if micros == i64::MAX || micros == i64::MIN {
         return None;
     }
-    DateTime::from_timestamp_micros(micros.checked_add(UNIX_TO_2000_MICROS)?)
+    DateTime::from_timestamp_micros(micros.checked_add(PgTime::UNIX_TO_2000_MICROS)?)
 }
 
-/// `sqlx::query` on database `$db` with `$args` bound in order.
+/// `sqlx::query` on PostgreSQL with `$args` bound in order.
+macro_rules! bound_pg {
+    ($sql:expr, $args:expr) => {{
+        let mut q = sqlx::query::<Postgres>(AssertSqlSafe($sql));
+        for a in $args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::OptText(s) => q.bind(s.as_deref()),
+                Arg::Int(i) => q.bind(*i),
+                Arg::Array(Array::Text(v)) => q.bind(v),
+                Arg::Array(Array::Int(v)) => q.bind(v),
+                Arg::Array(Array::Time(v)) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+/// `sqlx::query` on database `$db` (MySQL or SQLite) with `$args` bound in order; arrays are PostgreSQL's only.
 macro_rules! bound {
     ($db:ty, $sql:expr, $args:expr) => {{
         let mut q = sqlx::query::<$db>(AssertSqlSafe($sql));
@@ -261,10 +331,15 @@ macro_rules! bound {
                 Arg::Text(s) => q.bind(s.as_str()),
                 Arg::OptText(s) => q.bind(s.as_deref()),
                 Arg::Int(i) => q.bind(*i),
+                Arg::Array(_) => return Err(only_postgres().into()),
             };
         }
         q
     }};
+}
+
+fn only_postgres() -> sqlx::Error {
+    sqlx::Error::Protocol("array parameters are bound on PostgreSQL only".into())
 }
 
 #[derive(Debug, Clone)]
@@ -441,10 +516,10 @@ impl Tx {
     /// Runs `sql` with `args`; the number of rows it affected.
     pub async fn run(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
         Ok(match self {
-            Tx::Postgres(t) => bound!(Postgres, sql, args).execute(&mut **t).await?.rows_affected(),
+            Tx::Postgres(t) => bound_pg!(sql, args).execute(&mut **t).await?.rows_affected(),
             Tx::MySql(t) => bound!(MySql, sql, args).execute(&mut **t).await?.rows_affected(),
             Tx::Sqlite(t) => bound!(Sqlite, sql, args).execute(&mut **t).await?.rows_affected(),
-            Tx::PostgresRead(c) => bound!(Postgres, sql, args).execute(&mut **c).await?.rows_affected(),
+            Tx::PostgresRead(c) => bound_pg!(sql, args).execute(&mut **c).await?.rows_affected(),
             Tx::MySqlRead(c) => bound!(MySql, sql, args).execute(&mut **c).await?.rows_affected(),
             Tx::SqliteRead(c) => bound!(Sqlite, sql, args).execute(&mut **c).await?.rows_affected(),
         })
@@ -476,8 +551,8 @@ impl Tx {
         mut f: impl FnMut(RowRef<'_>) -> Result<T, E>,
     ) -> Result<Vec<T>, E> {
         match self {
-            Tx::Postgres(t) => map_pg(bound!(Postgres, sql, args).fetch(&mut **t), f).await,
-            Tx::PostgresRead(c) => map_pg(bound!(Postgres, sql, args).fetch(&mut **c), f).await,
+            Tx::Postgres(t) => map_pg(bound_pg!(sql, args).fetch(&mut **t), f).await,
+            Tx::PostgresRead(c) => map_pg(bound_pg!(sql, args).fetch(&mut **c), f).await,
             Tx::MySql(t) => map_rows(bound!(MySql, sql, args).fetch(&mut **t), |r| f(RowRef::MySql(r))).await,
             Tx::MySqlRead(c) => map_rows(bound!(MySql, sql, args).fetch(&mut **c), |r| f(RowRef::MySql(r))).await,
             Tx::Sqlite(t) => map_rows(bound!(Sqlite, sql, args).fetch(&mut **t), |r| f(RowRef::Sqlite(r))).await,

@@ -2,7 +2,10 @@
 //! integers only; each dialect casts them to its own decimal and time types on the way in and back to canonical
 //! text on the way out, so the projection logic above is written once.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use rust_decimal::Decimal;
+
+use crate::db::{Arg, Array, PgTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -62,7 +65,40 @@ impl Dialect {
 
     /// `VALUES`-style rows: `rows` tuples of `cols`, numbered from 1.
     pub fn rows(self, rows: usize, cols: &[Col]) -> String {
-        (0..rows).map(|r| self.tuple(1 + r * cols.len(), cols)).collect::<Vec<_>>().join(", ")
+        match self {
+            Dialect::Postgres => (0..rows).map(|r| self.tuple(1 + r * cols.len(), cols)).collect::<Vec<_>>().join(", "),
+            // Unnumbered placeholders: every tuple is the same text, built once.
+            Dialect::MySql | Dialect::Sqlite => {
+                let tuple = self.tuple(1, cols);
+                let mut out = String::with_capacity(rows * (tuple.len() + 2));
+                for r in 0..rows {
+                    if r > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&tuple);
+                }
+                out
+            }
+        }
+    }
+
+    /// `col` is one of `n` values, bound from parameter 1: `col IN (?, ...)`, or on PostgreSQL `col = ANY($1)`
+    /// over one text array (see `ids`), whose statement text and plan do not depend on `n`.
+    pub fn in_list(self, col: &str, n: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("{col} = ANY(CAST($1 AS TEXT[]))"),
+            Dialect::MySql | Dialect::Sqlite => format!("{col} IN {}", self.tuple(1, &vec![Col::Text; n])),
+        }
+    }
+
+    /// The arguments of `in_list`.
+    pub fn ids<'a>(self, values: impl IntoIterator<Item = &'a str>) -> Vec<Arg> {
+        match self {
+            Dialect::Postgres => {
+                vec![Arg::Array(Array::Text(values.into_iter().map(|v| Some(v.to_owned())).collect()))]
+            }
+            Dialect::MySql | Dialect::Sqlite => values.into_iter().map(|v| Arg::Text(v.to_owned())).collect(),
+        }
     }
 
     /// PostgreSQL's array type for a column, for `UNNEST` inserts.
@@ -99,8 +135,23 @@ impl Dialect {
     /// stored times are UTC).
     pub fn time_value(self, at: &DateTime<Utc>) -> String {
         match self {
-            Dialect::MySql => at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-            Dialect::Postgres | Dialect::Sqlite => domain::order::format_time(at),
+            Dialect::MySql => {
+                time_text(at, b' ', false).unwrap_or_else(|| at.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+            }
+            Dialect::Postgres | Dialect::Sqlite => {
+                time_text(at, b'T', true).unwrap_or_else(|| domain::order::format_time(at))
+            }
+        }
+    }
+
+    /// A value as this dialect's bound argument (times and decimals as text, NULL as a text NULL).
+    pub fn arg(self, value: Val) -> Arg {
+        match value {
+            Val::Text(t) => Arg::Text(t),
+            Val::Int(i) => Arg::Int(i),
+            Val::Time(at) => Arg::Text(self.time_value(&at)),
+            Val::Decimal(d) => Arg::Text(d.to_string()),
+            Val::Null => Arg::OptText(None),
         }
     }
 
@@ -173,46 +224,59 @@ impl Dialect {
     }
 }
 
+/// `YYYY-MM-DD<sep>HH:MM:SS.mmm`, then `Z` if `zulu`: what chrono's `%Y-%m-%d %H:%M:%S%.3f` and RFC 3339 with
+/// milliseconds give, written directly (the projector writes thousands of times per batch, and chrono's format
+/// strings are interpreted at each call). `None` where chrono's text differs in shape: a year outside 0-9999, or
+/// a leap second.
+fn time_text(at: &DateTime<Utc>, sep: u8, zulu: bool) -> Option<String> {
+    let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
+    let nanos = at.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    let mut out = [0u8; 24];
+    let mut put = |at: usize, value: u32, digits: usize| {
+        let mut v = value;
+        for i in (0..digits).rev() {
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, at.month(), 2);
+    put(8, at.day(), 2);
+    put(11, at.hour(), 2);
+    put(14, at.minute(), 2);
+    put(17, at.second(), 2);
+    put(20, nanos / 1_000_000, 3);
+    out[4] = b'-';
+    out[7] = b'-';
+    out[10] = sep;
+    out[13] = b':';
+    out[16] = b':';
+    out[19] = b'.';
+    out[23] = b'Z';
+    let len = if zulu { 24 } else { 23 };
+    Some(out[..len].iter().map(|b| char::from(*b)).collect())
+}
+
 /// One value of a row to insert, or of a statement's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Val {
     Text(String),
     Int(i64),
+    Time(DateTime<Utc>),
+    Decimal(Decimal),
     Null,
 }
 
 /// Rows for one multi-row INSERT. On MySQL and SQLite they go out as `VALUES (...), (...)`, one parameter per
-/// value; on PostgreSQL as `SELECT * FROM UNNEST(...)` with one array parameter per column, whose planning cost
-/// does not grow with the row count (a `VALUES` list of thousands of parameters costs ~30 us a row to plan).
+/// value; on PostgreSQL as `SELECT * FROM UNNEST(...)` with one binary array parameter per column, whose planning
+/// cost does not grow with the row count (a `VALUES` list of thousands of parameters costs ~30 us a row to plan)
+/// and which the server reads without parsing text (decimals excepted: their text is cast to NUMERIC).
 pub struct RowSet {
     cols: Vec<Col>,
     rows: Vec<Vec<Val>>,
-}
-
-/// A PostgreSQL array literal of `values`: every element quoted (`"` and `\` escaped), NULL unquoted.
-fn array_literal(values: impl Iterator<Item = Val>) -> String {
-    let mut out = String::from("{");
-    for (i, v) in values.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        match v {
-            Val::Null => out.push_str("NULL"),
-            Val::Int(n) => out.push_str(&n.to_string()),
-            Val::Text(t) => {
-                out.push('"');
-                for c in t.chars() {
-                    if c == '"' || c == '\\' {
-                        out.push('\\');
-                    }
-                    out.push(c);
-                }
-                out.push('"');
-            }
-        }
-    }
-    out.push('}');
-    out
 }
 
 impl RowSet {
@@ -230,7 +294,7 @@ impl RowSet {
     }
 
     /// `head` (e.g. `INSERT INTO t (a, b)`), the rows, then `tail` (e.g. an upsert clause); and the arguments.
-    pub fn statement(self, dialect: Dialect, head: &str, tail: &str) -> (String, Vec<Val>) {
+    pub fn statement(self, dialect: Dialect, head: &str, tail: &str) -> Result<(String, Vec<Arg>), String> {
         match dialect {
             Dialect::Postgres => {
                 let arrays: Vec<String> = self
@@ -240,18 +304,53 @@ impl RowSet {
                     .map(|(i, c)| format!("CAST(${} AS {})", i + 1, Dialect::pg_array(*c)))
                     .collect();
                 let sql = format!("{head} SELECT * FROM UNNEST({}) {tail}", arrays.join(", "));
-                let mut columns: Vec<Vec<Val>> = vec![Vec::with_capacity(self.rows.len()); self.cols.len()];
+                let n = self.rows.len();
+                let mut columns: Vec<Array> = self
+                    .cols
+                    .iter()
+                    .map(|c| match c {
+                        Col::Text | Col::Decimal => Array::Text(Vec::with_capacity(n)),
+                        Col::Int => Array::Int(Vec::with_capacity(n)),
+                        Col::Time => Array::Time(Vec::with_capacity(n)),
+                    })
+                    .collect();
                 for row in self.rows {
-                    for (i, v) in row.into_iter().enumerate() {
-                        columns[i].push(v);
+                    for (column, v) in columns.iter_mut().zip(row) {
+                        column.push(v)?;
                     }
                 }
-                (sql, columns.into_iter().map(|c| Val::Text(array_literal(c.into_iter()))).collect())
+                Ok((sql, columns.into_iter().map(Arg::Array).collect()))
             }
             Dialect::MySql | Dialect::Sqlite => {
                 let sql = format!("{head} VALUES {} {tail}", dialect.rows(self.rows.len(), &self.cols));
-                (sql, self.rows.into_iter().flatten().collect())
+                Ok((sql, self.rows.into_iter().flatten().map(|v| dialect.arg(v)).collect()))
             }
+        }
+    }
+}
+
+impl Array {
+    /// Appends `value` to this column; a value of another type is refused (rows are built from their columns'
+    /// types, so that is a bug, never data).
+    fn push(&mut self, value: Val) -> Result<(), String> {
+        match (self, value) {
+            (Array::Text(v), Val::Text(t)) => v.push(Some(t)),
+            (Array::Text(v), Val::Decimal(d)) => v.push(Some(d.to_string())),
+            (Array::Int(v), Val::Int(i)) => v.push(Some(i)),
+            (Array::Time(v), Val::Time(at)) => v.push(Some(PgTime::new(&at))),
+            (Array::Text(v), Val::Null) => v.push(None),
+            (Array::Int(v), Val::Null) => v.push(None),
+            (Array::Time(v), Val::Null) => v.push(None),
+            (column, value) => return Err(format!("{value:?} in a column of {}", column.kind())),
+        }
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Array::Text(_) => "text",
+            Array::Int(_) => "integers",
+            Array::Time(_) => "times",
         }
     }
 }
@@ -274,22 +373,89 @@ mod tests {
     }
 
     #[test]
-    fn postgres_rows_go_out_as_one_array_per_column() {
-        let mut rows = RowSet::new(&[Col::Text, Col::Int, Col::Decimal]);
-        rows.push(vec![Val::Text("a\"b".into()), Val::Int(3), Val::Null]);
-        rows.push(vec![Val::Text("c".into()), Val::Int(-1), Val::Text("1.5".into())]);
-        let (sql, args) = rows.statement(Dialect::Postgres, "INSERT INTO t (x, y, z)", "ON CONFLICT DO NOTHING");
+    fn postgres_rows_go_out_as_one_binary_array_per_column_and_others_as_one_parameter_per_value() {
+        let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2022, 10, 13, 8, 30, 0).unwrap()
+            + chrono::Duration::microseconds(250_999);
+        let cols = [Col::Text, Col::Int, Col::Decimal, Col::Time];
+        let rows = || {
+            let mut rows = RowSet::new(&cols);
+            rows.push(vec![Val::Text("a\"b".into()), Val::Int(3), Val::Null, Val::Time(at)]);
+            rows.push(vec![Val::Text("c".into()), Val::Int(-1), Val::Decimal(Decimal::new(15, 1)), Val::Null]);
+            rows
+        };
+
+        let (sql, args) =
+            rows().statement(Dialect::Postgres, "INSERT INTO t (x, y, z, w)", "ON CONFLICT DO NOTHING").unwrap();
         assert_eq!(
             sql,
-            "INSERT INTO t (x, y, z) SELECT * FROM UNNEST(CAST($1 AS TEXT[]), CAST($2 AS BIGINT[]), CAST($3 AS NUMERIC[])) ON CONFLICT DO NOTHING"
+            "INSERT INTO t (x, y, z, w) SELECT * FROM UNNEST(CAST($1 AS TEXT[]), CAST($2 AS BIGINT[]), \
+             CAST($3 AS NUMERIC[]), CAST($4 AS TIMESTAMPTZ[])) ON CONFLICT DO NOTHING"
+        );
+        // 2022-10-13T08:30:00.250Z in microseconds since 2000-01-01 (the time's own microseconds cut to the ms).
+        let micros = (at.timestamp_millis() - 946_684_800_000) * 1_000;
+        assert_eq!(micros % 1_000_000, 250_000);
+        assert_eq!(
+            args,
+            [
+                Arg::Array(Array::Text(vec![Some("a\"b".into()), Some("c".into())])),
+                Arg::Array(Array::Int(vec![Some(3), Some(-1)])),
+                Arg::Array(Array::Text(vec![None, Some("1.5".into())])),
+                Arg::Array(Array::Time(vec![Some(PgTime::new(&at)), None])),
+            ]
+        );
+        assert_eq!(PgTime::new(&at), PgTime::from_micros(micros));
+
+        let (sql, args) = rows().statement(Dialect::MySql, "INSERT INTO t (x, y, z, w)", "").unwrap();
+        assert_eq!(
+            sql.trim(),
+            "INSERT INTO t (x, y, z, w) VALUES (?, ?, CAST(? AS DECIMAL(38,4)), CAST(? AS DATETIME(3))), \
+             (?, ?, CAST(? AS DECIMAL(38,4)), CAST(? AS DATETIME(3)))"
         );
         assert_eq!(
             args,
-            [Val::Text(r#"{"a\"b","c"}"#.into()), Val::Text("{3,-1}".into()), Val::Text(r#"{NULL,"1.5"}"#.into())]
+            [
+                Arg::Text("a\"b".into()),
+                Arg::Int(3),
+                Arg::OptText(None),
+                Arg::Text("2022-10-13 08:30:00.250".into()),
+                Arg::Text("c".into()),
+                Arg::Int(-1),
+                Arg::Text("1.5".into()),
+                Arg::OptText(None),
+            ]
         );
-        let mut rows = RowSet::new(&[Col::Text, Col::Int]);
-        rows.push(vec![Val::Text("a".into()), Val::Int(1)]);
-        let (sql, args) = rows.statement(Dialect::MySql, "INSERT INTO t (x, y)", "");
-        assert_eq!((sql.trim(), args.len()), ("INSERT INTO t (x, y) VALUES (?, ?)", 2));
+    }
+
+    #[test]
+    fn a_value_of_another_type_than_its_column_is_refused_not_sent_as_null() {
+        let mut rows = RowSet::new(&[Col::Int]);
+        rows.push(vec![Val::Text("3".into())]);
+        assert!(rows.statement(Dialect::Postgres, "INSERT INTO t (x)", "").is_err());
+    }
+
+    #[test]
+    fn in_lists_are_one_array_on_postgres_and_one_parameter_per_value_elsewhere() {
+        assert_eq!(Dialect::Postgres.in_list("orderid", 3), "orderid = ANY(CAST($1 AS TEXT[]))");
+        assert_eq!(
+            Dialect::Postgres.ids(["a", "b"]),
+            [Arg::Array(Array::Text(vec![Some("a".into()), Some("b".into())]))]
+        );
+        assert_eq!(Dialect::MySql.in_list("i.itemid", 2), "i.itemid IN (?, ?)");
+        assert_eq!(Dialect::Sqlite.ids(["a", "b"]), [Arg::Text("a".into()), Arg::Text("b".into())]);
+    }
+
+    #[test]
+    fn times_are_written_as_chrono_writes_them_and_odd_years_are_left_to_chrono() {
+        let mut at = chrono::TimeZone::with_ymd_and_hms(&Utc, 1999, 12, 31, 23, 59, 59).unwrap();
+        for step_ms in [0i64, 1, 999, 1_000, 86_399_999, 3_000_000_000, 90_061_001, 1_234_567_891_234] {
+            at += chrono::Duration::milliseconds(step_ms) + chrono::Duration::nanoseconds(987_654);
+            assert_eq!(Dialect::Postgres.time_value(&at), at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            assert_eq!(Dialect::MySql.time_value(&at), at.format("%Y-%m-%d %H:%M:%S%.3f").to_string());
+            assert_eq!(time_text(&at, b'T', true).as_deref(), Some(Dialect::Sqlite.time_value(&at).as_str()));
+        }
+        let far = chrono::TimeZone::with_ymd_and_hms(&Utc, 12_345, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(time_text(&far, b'T', true), None);
+        assert_eq!(Dialect::Postgres.time_value(&far), domain::order::format_time(&far));
+        assert_eq!(Dialect::MySql.time_value(&far), far.format("%Y-%m-%d %H:%M:%S%.3f").to_string());
     }
 }

@@ -130,6 +130,19 @@ pub struct Snapshot {
     pub positions: BTreeMap<String, (Sequence, DateTime<Utc>)>,
 }
 
+/// What `load` found: the projected state of each order, and which of its rows exist.
+struct Loaded {
+    states: BTreeMap<OrderId, Projected>,
+    stored: Stored,
+}
+
+/// The orders that have a row in `orders` (and so lines in `orderitems`), and those with a tombstone. Only
+/// these have rows to delete when their state changes.
+struct Stored {
+    rows: BTreeSet<OrderId>,
+    tombstones: BTreeSet<OrderId>,
+}
+
 /// A statement and its arguments, built from fixed SQL fragments (never from input text).
 struct Stmt {
     sql: String,
@@ -141,22 +154,9 @@ impl Stmt {
         Stmt { sql, args: Vec::new() }
     }
 
-    /// `sql` with `values` bound in order (a NULL as a text parameter).
-    fn with_vals(sql: String, values: Vec<Val>) -> Stmt {
-        let args = values
-            .into_iter()
-            .map(|v| match v {
-                Val::Text(t) => Arg::Text(t),
-                Val::Int(i) => Arg::Int(i),
-                Val::Null => Arg::OptText(None),
-            })
-            .collect();
-        Stmt { sql, args }
-    }
-
-    /// `sql` with `values` bound as text parameters, in order.
-    fn with_texts<'a>(sql: String, values: impl IntoIterator<Item = &'a str>) -> Stmt {
-        values.into_iter().fold(Stmt::new(sql), |s, v| s.text(v))
+    /// `sql` with `values` bound in order, as `dialect` takes them.
+    fn with_vals(sql: String, values: Vec<Val>, dialect: Dialect) -> Stmt {
+        Stmt { sql, args: values.into_iter().map(|v| dialect.arg(v)).collect() }
     }
 
     fn text(mut self, v: impl Into<String>) -> Stmt {
@@ -382,7 +382,7 @@ impl ReadModel {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<OrderId> =
             changes.iter().map(|c| c.order_id().clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        let mut states = self.load(&mut tx, Some(&ids)).await?;
+        let Loaded { mut states, stored } = self.load(&mut tx, Some(&ids)).await?;
         let mut touched = BTreeSet::new();
         let mut deltas = Deltas::default();
         let mut applied = 0;
@@ -397,7 +397,7 @@ impl ReadModel {
         }
         deltas.compact();
         if !touched.is_empty() {
-            self.write_orders(&mut tx, &states, &touched, now).await?;
+            self.write_orders(&mut tx, &states, &stored, &touched, now).await?;
             self.write_item_totals(&mut tx, &deltas).await?;
             self.write_month_totals(&mut tx, &deltas).await?;
             Stmt::new(EPOCH_BUMP.into()).run(&mut tx).await?;
@@ -407,17 +407,14 @@ impl ReadModel {
         Ok(Applied { received: changes.len(), applied })
     }
 
-    fn in_list(&self, first: usize, n: usize) -> String {
-        self.dialect.tuple(first, &vec![Col::Text; n])
+    /// `sql` (with a `Dialect::in_list` filter) and `values` as that filter's arguments.
+    fn with_ids<'a>(&self, sql: String, values: impl IntoIterator<Item = &'a str>) -> Stmt {
+        Stmt { sql, args: self.dialect.ids(values) }
     }
 
-    /// What is projected for `ids` (all orders when `None`).
-    async fn load(&self, conn: &mut Tx, ids: Option<&[OrderId]>) -> Result<BTreeMap<OrderId, Projected>> {
+    /// What is projected for `ids` (all orders when `None`), and which rows hold it.
+    async fn load(&self, conn: &mut Tx, ids: Option<&[OrderId]>) -> Result<Loaded> {
         let d = self.dialect;
-        let chunks: Vec<&[OrderId]> = match ids {
-            Some(ids) => ids.chunks(CHUNK).collect(),
-            None => vec![&[]],
-        };
         // Order rows without their lines yet.
         struct Header {
             status: OrderStatus,
@@ -429,22 +426,30 @@ impl ReadModel {
         let mut headers: BTreeMap<OrderId, Header> = BTreeMap::new();
         let mut lines: BTreeMap<OrderId, Vec<OrderLine>> = BTreeMap::new();
         let mut tombstones: BTreeMap<OrderId, Revision> = BTreeMap::new();
-        for chunk in chunks {
-            let filter = |col: &str| match ids {
-                Some(_) => format!(" WHERE {col} IN {}", self.in_list(1, chunk.len())),
-                None => String::new(),
-            };
-            let with_ids = |sql: String| Stmt::with_texts(sql, chunk.iter().map(|id| id.as_str()));
-            let rows = with_ids(format!(
-                "SELECT orderid, orderstatus, {}, version, {}, {} FROM orders{}",
+        // Each statement reads the rows of `ids` (or all of them), a chunk of ids at a time.
+        let chunked = |ids: Option<&[&OrderId]>, sql: &dyn Fn(&str) -> String| -> Vec<Stmt> {
+            match ids {
+                Some(ids) => ids
+                    .chunks(CHUNK)
+                    .map(|chunk| {
+                        let filter = format!(" WHERE {}", self.dialect.in_list("orderid", chunk.len()));
+                        self.with_ids(sql(&filter), chunk.iter().map(|id| id.as_str()))
+                    })
+                    .collect(),
+                None => vec![Stmt::new(sql(""))],
+            }
+        };
+        let all_ids: Option<Vec<&OrderId>> = ids.map(|ids| ids.iter().collect());
+        let header_sql = |filter: &str| {
+            format!(
+                "SELECT orderid, orderstatus, {}, version, {}, {} FROM orders{filter}",
                 d.time_out("orderdate"),
                 d.time_out("created_at"),
                 d.time_out("updated_at"),
-                filter("orderid")
-            ))
-            .fetch(conn)
-            .await?;
-            for r in rows {
+            )
+        };
+        for stmt in chunked(all_ids.as_deref(), &header_sql) {
+            for r in stmt.fetch(conn).await? {
                 let id = order_id(&get_text(&r, 0)?)?;
                 let status = OrderStatus::parse(&get_text(&r, 1)?).ok_or_else(|| corrupt("order status"))?;
                 let header = Header {
@@ -456,38 +461,43 @@ impl ReadModel {
                 };
                 headers.insert(id, header);
             }
-            let rows = with_ids(format!(
-                "SELECT orderid, itemid, quantity, {} FROM orderitems{} ORDER BY orderid, itemid",
-                d.decimal_out("unitprice"),
-                filter("orderid")
-            ))
-            .fetch(conn)
-            .await?;
-            for r in rows {
-                let qty: i64 = r.int(2)?;
-                let price = get_opt_decimal(&r, 3)?
-                    .map(|d| UnitPrice::new(d).map_err(|_| corrupt(format!("unit price {d}"))))
-                    .transpose()?;
-                lines.entry(order_id(&get_text(&r, 0)?)?).or_default().push(OrderLine {
-                    itemid: item_id(&get_text(&r, 1)?)?,
-                    quantity: u32::try_from(qty).ok().and_then(Quantity::new).ok_or_else(|| corrupt("quantity"))?,
-                    unit_price: price,
-                });
-            }
-            let rows = with_ids(format!(
-                "SELECT orderid, {}, version FROM order_tombstones{}",
-                d.time_out("created_at"),
-                filter("orderid")
-            ))
-            .fetch(conn)
-            .await?;
-            for r in rows {
+        }
+        let tombstone_sql = |filter: &str| {
+            format!("SELECT orderid, {}, version FROM order_tombstones{filter}", d.time_out("created_at"))
+        };
+        for stmt in chunked(all_ids.as_deref(), &tombstone_sql) {
+            for r in stmt.fetch(conn).await? {
                 tombstones.insert(
                     order_id(&get_text(&r, 0)?)?,
                     Revision { created_at: get_time(&r, 1)?, version: version(r.int(2)?)? },
                 );
             }
         }
+        // Lines only of the orders that have a row: an order's lines are written and removed with its row.
+        let with_row: Option<Vec<&OrderId>> = ids.map(|_| headers.keys().collect());
+        let line_sql = |filter: &str| {
+            format!(
+                "SELECT orderid, itemid, quantity, {} FROM orderitems{filter} ORDER BY orderid, itemid",
+                d.decimal_out("unitprice")
+            )
+        };
+        if with_row.as_ref().is_none_or(|ids| !ids.is_empty()) {
+            for stmt in chunked(with_row.as_deref(), &line_sql) {
+                for r in stmt.fetch(conn).await? {
+                    let qty: i64 = r.int(2)?;
+                    let price = get_opt_decimal(&r, 3)?
+                        .map(|d| UnitPrice::new(d).map_err(|_| corrupt(format!("unit price {d}"))))
+                        .transpose()?;
+                    lines.entry(order_id(&get_text(&r, 0)?)?).or_default().push(OrderLine {
+                        itemid: item_id(&get_text(&r, 1)?)?,
+                        quantity: u32::try_from(qty).ok().and_then(Quantity::new).ok_or_else(|| corrupt("quantity"))?,
+                        unit_price: price,
+                    });
+                }
+            }
+        }
+        let stored =
+            Stored { rows: headers.keys().cloned().collect(), tombstones: tombstones.keys().cloned().collect() };
         let mut states = BTreeMap::new();
         for (id, h) in headers {
             let order_lines = lines.remove(&id).ok_or_else(|| corrupt(format!("order {id} has no lines")))?;
@@ -510,13 +520,13 @@ impl ReadModel {
                 states.insert(id, removed);
             }
         }
-        Ok(states)
+        Ok(Loaded { states, stored })
     }
 
     async fn delete_in(&self, conn: &mut Tx, table: &str, ids: &[&OrderId]) -> Result<()> {
         for chunk in ids.chunks(CHUNK) {
-            let sql = format!("DELETE FROM {table} WHERE orderid IN {}", self.in_list(1, chunk.len()));
-            Stmt::with_texts(sql, chunk.iter().map(|id| id.as_str())).run(conn).await?;
+            let sql = format!("DELETE FROM {table} WHERE {}", self.dialect.in_list("orderid", chunk.len()));
+            self.with_ids(sql, chunk.iter().map(|id| id.as_str())).run(conn).await?;
         }
         Ok(())
     }
@@ -526,8 +536,8 @@ impl ReadModel {
         if rows.is_empty() {
             return Ok(());
         }
-        let (sql, args) = rows.statement(self.dialect, head, tail);
-        Stmt::with_vals(sql, args).run(conn).await?;
+        let (sql, args) = rows.statement(self.dialect, head, tail).map_err(corrupt)?;
+        Stmt { sql, args }.run(conn).await?;
         Ok(())
     }
 
@@ -535,24 +545,25 @@ impl ReadModel {
         &self,
         conn: &mut Tx,
         states: &BTreeMap<OrderId, Projected>,
+        stored: &Stored,
         touched: &BTreeSet<OrderId>,
         now: DateTime<Utc>,
     ) -> Result<()> {
         let d = self.dialect;
-        let touched_ids: Vec<&OrderId> = touched.iter().collect();
         let mut live: Vec<&Order> = Vec::new();
         let mut removed: Vec<(&OrderId, Revision)> = Vec::new();
-        for id in &touched_ids {
-            match states.get(*id) {
+        for id in touched {
+            match states.get(id) {
                 Some(Projected::Live(o)) => live.push(o),
-                Some(Projected::Removed { revision, .. }) => removed.push((*id, *revision)),
+                Some(Projected::Removed { revision, .. }) => removed.push((id, *revision)),
                 None => return Err(corrupt(format!("touched order {id} has no state"))),
             }
         }
-        // Lines are replaced wholesale: an order's lines are whatever its newest state says.
-        self.delete_in(conn, "orderitems", &touched_ids).await?;
-        let stamp = d.time_value(&now);
-        let time = |at: &DateTime<Utc>| Val::Text(d.time_value(at));
+        // Lines are replaced wholesale: an order's lines are whatever its newest state says. Only orders that
+        // had a row have lines to delete (new orders, the bulk of a stream, have none).
+        let had_row: Vec<&OrderId> = touched.iter().filter(|id| stored.rows.contains(*id)).collect();
+        self.delete_in(conn, "orderitems", &had_row).await?;
+        let time = |at: &DateTime<Utc>| Val::Time(*at);
         for chunk in live.chunks(CHUNK) {
             let mut rows =
                 RowSet::new(&[Col::Text, Col::Text, Col::Time, Col::Text, Col::Int, Col::Time, Col::Time, Col::Time]);
@@ -565,7 +576,7 @@ impl ReadModel {
                     Val::Int(int(o.version.get())),
                     time(&o.created_at),
                     time(&o.updated_at),
-                    Val::Text(stamp.clone()),
+                    Val::Time(now),
                 ]);
             }
             let head = "INSERT INTO orders (orderid, orderstatus, orderdate, sale_month, version, created_at, updated_at, projected_at)";
@@ -584,15 +595,17 @@ impl ReadModel {
                     Val::Text(id.to_string()),
                     Val::Text(l.itemid.to_string()),
                     Val::Int(i64::from(l.quantity.get())),
-                    l.unit_price.map(|p| Val::Text(p.get().to_string())).unwrap_or(Val::Null),
+                    l.unit_price.map(|p| Val::Decimal(p.get())).unwrap_or(Val::Null),
                 ]);
             }
             self.insert(conn, rows, "INSERT INTO orderitems (orderid, itemid, quantity, unitprice)", "").await?;
         }
-        let live_ids: Vec<&OrderId> = live.iter().map(|o| &o.order_id).collect();
-        self.delete_in(conn, "order_tombstones", &live_ids).await?;
-        let removed_ids: Vec<&OrderId> = removed.iter().map(|(id, _)| *id).collect();
-        self.delete_in(conn, "orders", &removed_ids).await?;
+        let revived: Vec<&OrderId> =
+            live.iter().map(|o| &o.order_id).filter(|id| stored.tombstones.contains(*id)).collect();
+        self.delete_in(conn, "order_tombstones", &revived).await?;
+        let removed_rows: Vec<&OrderId> =
+            removed.iter().map(|(id, _)| *id).filter(|id| stored.rows.contains(*id)).collect();
+        self.delete_in(conn, "orders", &removed_rows).await?;
         for chunk in removed.chunks(CHUNK) {
             let mut rows = RowSet::new(&[Col::Text, Col::Time, Col::Int, Col::Time]);
             for (id, rev) in chunk {
@@ -600,7 +613,7 @@ impl ReadModel {
                     Val::Text(id.to_string()),
                     time(&rev.created_at),
                     Val::Int(int(rev.version.get())),
-                    Val::Text(stamp.clone()),
+                    Val::Time(now),
                 ]);
             }
             let tail = d.upsert(&["orderid"], &["created_at", "version", "removed_at"]);
@@ -625,7 +638,6 @@ impl ReadModel {
     }
 
     async fn add_item_totals(&self, conn: &mut Tx, deltas: &Deltas, tail: &str) -> Result<()> {
-        let d = self.dialect;
         let entries: Vec<(&ItemId, &domain::projection::ItemDelta)> = deltas.items.iter().collect();
         for chunk in entries.chunks(CHUNK) {
             let mut rows = RowSet::new(&ITEM_COLS);
@@ -633,9 +645,9 @@ impl ReadModel {
                 rows.push(vec![
                     Val::Text(item.to_string()),
                     Val::Int(delta.quantity),
-                    Val::Text(delta.revenue.normalize().to_string()),
+                    Val::Decimal(delta.revenue.normalize()),
                     Val::Int(delta.orders),
-                    delta.latest_added.map(|at| Val::Text(d.time_value(&at))).unwrap_or(Val::Null),
+                    delta.latest_added.map(Val::Time).unwrap_or(Val::Null),
                 ]);
             }
             self.insert(conn, rows, ITEM_HEAD, tail).await?;
@@ -645,29 +657,29 @@ impl ReadModel {
             let sql = format!(
                 "UPDATE item_sales SET lastorderdate = (SELECT MAX(o.orderdate) FROM orderitems i \
                  JOIN orders o ON o.orderid = i.orderid WHERE i.itemid = item_sales.itemid AND o.orderstatus = 'created') \
-                 WHERE itemid IN {}",
-                self.in_list(1, chunk.len())
+                 WHERE {}",
+                self.dialect.in_list("itemid", chunk.len())
             );
-            Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
+            self.with_ids(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
         }
         // Only where a contribution went away can a total have shrunk, to zero or (corrupt) below.
         if !recheck.is_empty() {
             for chunk in recheck.chunks(CHUNK) {
                 let check = format!(
-                    "SELECT itemid, totalordered, ordercount FROM item_sales WHERE itemid IN {} \
+                    "SELECT itemid, totalordered, ordercount FROM item_sales WHERE {} \
                      AND (ordercount < 0 OR totalordered < 0 OR (ordercount = 0 AND totalordered <> 0) \
                      OR (ordercount <> 0 AND totalordered = 0))",
-                    self.in_list(1, chunk.len())
+                    self.dialect.in_list("itemid", chunk.len())
                 );
-                if let Some(r) = Stmt::with_texts(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
+                if let Some(r) = self.with_ids(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
                     let (q, n): (i64, i64) = (r.int(1)?, r.int(2)?);
                     return Err(corrupt(format!("item {} would reach quantity {q} over {n} orders", get_text(r, 0)?)));
                 }
                 let sql = format!(
-                    "DELETE FROM item_sales WHERE itemid IN {} AND ordercount = 0",
-                    self.in_list(1, chunk.len())
+                    "DELETE FROM item_sales WHERE {} AND ordercount = 0",
+                    self.dialect.in_list("itemid", chunk.len())
                 );
-                Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
+                self.with_ids(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
             }
         }
         Ok(())
@@ -680,17 +692,23 @@ impl ReadModel {
         for chunk in items.chunks(CHUNK) {
             let mut zeros = RowSet::new(&ITEM_COLS);
             for i in chunk {
-                zeros.push(vec![Val::Text(i.to_string()), Val::Int(0), Val::Text("0".into()), Val::Int(0), Val::Null]);
+                zeros.push(vec![
+                    Val::Text(i.to_string()),
+                    Val::Int(0),
+                    Val::Decimal(Decimal::ZERO),
+                    Val::Int(0),
+                    Val::Null,
+                ]);
             }
             self.insert(conn, zeros, ITEM_HEAD, &d.skip_existing(&["itemid"])).await?;
             let select = format!(
-                "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales WHERE itemid IN {} ORDER BY itemid{}",
+                "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales WHERE {} ORDER BY itemid{}",
                 d.decimal_out("totalrevenue"),
                 d.time_out("lastorderdate"),
-                self.in_list(1, chunk.len()),
+                self.dialect.in_list("itemid", chunk.len()),
                 d.for_update()
             );
-            for r in Stmt::with_texts(select, chunk.iter().map(|i| i.as_str())).fetch(conn).await? {
+            for r in self.with_ids(select, chunk.iter().map(|i| i.as_str())).fetch(conn).await? {
                 current.insert(
                     item_id(&get_text(&r, 0)?)?,
                     ItemTotals {
@@ -708,11 +726,11 @@ impl ReadModel {
         for chunk in recheck.chunks(CHUNK) {
             let sql = format!(
                 "SELECT i.itemid, {} FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
-                 WHERE i.itemid IN {} AND o.orderstatus = 'created' GROUP BY i.itemid",
+                 WHERE {} AND o.orderstatus = 'created' GROUP BY i.itemid",
                 d.time_out("MAX(o.orderdate)"),
-                self.in_list(1, chunk.len())
+                self.dialect.in_list("i.itemid", chunk.len())
             );
-            for r in Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).fetch(conn).await? {
+            for r in self.with_ids(sql, chunk.iter().map(|i| i.as_str())).fetch(conn).await? {
                 recomputed.insert(item_id(&get_text(&r, 0)?)?, get_time(&r, 1)?);
             }
         }
@@ -737,9 +755,9 @@ impl ReadModel {
             rows.push(vec![
                 Val::Text(item.to_string()),
                 Val::Int(new.quantity),
-                Val::Text(new.revenue.normalize().to_string()),
+                Val::Decimal(new.revenue.normalize()),
                 Val::Int(new.orders),
-                new.last_order_date.map(|at| Val::Text(d.time_value(&at))).unwrap_or(Val::Null),
+                new.last_order_date.map(Val::Time).unwrap_or(Val::Null),
             ]);
         }
         let tail = d.upsert(&["itemid"], &["totalordered", "totalrevenue", "ordercount", "lastorderdate"]);
@@ -747,10 +765,10 @@ impl ReadModel {
         if emptied {
             for chunk in items.chunks(CHUNK) {
                 let sql = format!(
-                    "DELETE FROM item_sales WHERE itemid IN {} AND ordercount = 0",
-                    self.in_list(1, chunk.len())
+                    "DELETE FROM item_sales WHERE {} AND ordercount = 0",
+                    self.dialect.in_list("itemid", chunk.len())
                 );
-                Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
+                self.with_ids(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
             }
         }
         Ok(())
@@ -776,18 +794,18 @@ impl ReadModel {
             months.iter().filter(|(_, q)| **q < 0).map(|((i, _), _)| i).collect::<BTreeSet<_>>().into_iter().collect();
         for chunk in shrunk.chunks(CHUNK) {
             let check = format!(
-                "SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales WHERE itemid IN {} AND monthlyordered < 0",
-                self.in_list(1, chunk.len())
+                "SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales WHERE {} AND monthlyordered < 0",
+                self.dialect.in_list("itemid", chunk.len())
             );
-            if let Some(r) = Stmt::with_texts(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
+            if let Some(r) = self.with_ids(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
                 let n: i64 = r.int(2)?;
                 return Err(corrupt(format!("{} {} would reach {n}", get_text(r, 0)?, get_text(r, 1)?)));
             }
             let sql = format!(
-                "DELETE FROM item_monthly_sales WHERE itemid IN {} AND monthlyordered = 0",
-                self.in_list(1, chunk.len())
+                "DELETE FROM item_monthly_sales WHERE {} AND monthlyordered = 0",
+                self.dialect.in_list("itemid", chunk.len())
             );
-            Stmt::with_texts(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
+            self.with_ids(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
         }
         Ok(())
     }
@@ -804,12 +822,12 @@ impl ReadModel {
         }
         let sources: Vec<&str> = newest.keys().copied().collect();
         let sql = format!(
-            "SELECT source, sequence FROM projection_positions WHERE source IN {}{}",
-            self.in_list(1, sources.len()),
+            "SELECT source, sequence FROM projection_positions WHERE {}{}",
+            self.dialect.in_list("source", sources.len()),
             d.for_update()
         );
         let mut stored: BTreeMap<String, Sequence> = BTreeMap::new();
-        for r in Stmt::with_texts(sql, sources.iter().copied()).fetch(conn).await? {
+        for r in self.with_ids(sql, sources.iter().copied()).fetch(conn).await? {
             let seq = get_text(&r, 1)?;
             stored.insert(get_text(&r, 0)?, Sequence::parse(&seq).ok_or_else(|| corrupt(format!("sequence {seq:?}")))?);
         }
@@ -819,8 +837,8 @@ impl ReadModel {
                 rows.push(vec![
                     Val::Text(src.to_owned()),
                     Val::Text(c.position().sequence.as_str().to_owned()),
-                    Val::Text(d.time_value(&c.changed_at())),
-                    Val::Text(d.time_value(&now)),
+                    Val::Time(c.changed_at()),
+                    Val::Time(now),
                 ]);
             }
         }
@@ -870,7 +888,7 @@ impl ReadModel {
         let d = self.dialect;
         let mut conn = self.pool.begin().await?;
         let mut snap = Snapshot::default();
-        for (id, state) in self.load(&mut conn, None).await? {
+        for (id, state) in self.load(&mut conn, None).await?.states {
             match state {
                 Projected::Live(o) => {
                     snap.orders.insert(id, o);

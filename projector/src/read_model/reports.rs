@@ -203,7 +203,7 @@ impl ReadModel {
         let mut read_at = None;
         let sql =
             format!("SELECT {columns}, {} FROM {table} WHERE {conditions} {order_and_limit}", self.positions_columns());
-        let rows = Stmt::with_vals(sql, args.clone())
+        let rows = Stmt::with_vals(sql, args.clone(), self.dialect)
             .fetch_map(&mut conn, |row| {
                 if read_at.is_none() {
                     read_at = Some(self.read_at_of(&row)?);
@@ -218,7 +218,7 @@ impl ReadModel {
             "SELECT {columns}, p.pos, p.epoch FROM {} LEFT JOIN {table} ON {conditions} {order_and_limit}",
             self.positions_row()
         );
-        let rows = Stmt::with_vals(sql, args)
+        let rows = Stmt::with_vals(sql, args, self.dialect)
             .fetch_map(&mut conn, |row| {
                 if read_at.is_none() {
                     read_at = Some(self.read_at_of(&row)?);
