@@ -531,9 +531,16 @@ impl ReadModel {
         Ok(())
     }
 
-    /// Sends `rows` as one multi-row INSERT (`VALUES`, or `UNNEST` arrays on PostgreSQL).
+    /// Sends `rows` as one multi-row INSERT (`VALUES`, with literals on MySQL, or `UNNEST` arrays on PostgreSQL).
     async fn insert(&self, conn: &mut Tx, rows: RowSet, head: &str, tail: &str) -> Result<()> {
         if rows.is_empty() {
+            return Ok(());
+        }
+        if self.dialect == Dialect::MySql {
+            let sql = rows.literal_statement(self.dialect, head, tail);
+            let started = std::time::Instant::now();
+            let n = conn.execute_raw(&sql).await?;
+            Stmt::new(head.to_owned()).trace(started, n);
             return Ok(());
         }
         let (sql, args) = rows.statement(self.dialect, head, tail).map_err(corrupt)?;
