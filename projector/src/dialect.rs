@@ -1,5 +1,6 @@
 //! The SQL that differs between PostgreSQL, MySQL and SQLite, in one place. Values cross the driver as text and
-//! integers only; each dialect casts them to its own decimal and time types on the way in and back to canonical
+//! integers (on PostgreSQL, a batch's columns as binary arrays, times included; on MySQL, a batch's rows as
+//! literals); each dialect converts them to its own decimal and time types on the way in and back to canonical
 //! text on the way out, so the projection logic above is written once.
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
