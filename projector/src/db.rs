@@ -1,7 +1,8 @@
 //! The read model's connection pool, native per backend (sqlx's `Any` driver takes its options from the URL alone,
 //! and RDS Proxy's MySQL IAM needs options no URL carries: the cleartext plugin, and no session `SET`s). Statements
-//! bind text and integers, and on PostgreSQL also whole columns as binary arrays; rows come back as text, integers or NULL, which is all the projection reads, and
-//! on PostgreSQL also as times and decimals, decoded from the binary values it sends (no conversion in SQL).
+//! bind text and integers, and on PostgreSQL also whole columns as binary arrays; rows come back as text, integers
+//! or NULL, which is all the projection reads, and on PostgreSQL also as times and decimals, decoded from the
+//! binary values it sends (no conversion in SQL).
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -68,9 +68,8 @@ impl Dialect {
     pub fn rows(self, rows: usize, cols: &[Col]) -> String {
         match self {
             Dialect::Postgres => (0..rows).map(|r| self.tuple(1 + r * cols.len(), cols)).collect::<Vec<_>>().join(", "),
-            // Unnumbered placeholders, so every tuple is the same text, built once. Without casts: MySQL converts
-            // each value to its column's type as it stores it (exactly, and strictly: a bad time is an error),
-            // and a CAST per value cost a quarter of an item-totals upsert.
+            // Unnumbered placeholders, so every tuple is the same text, built once; no casts, as each value
+            // is converted to its column's type as it is stored.
             Dialect::MySql | Dialect::Sqlite => {
                 let tuple = format!("({})", vec!["?"; cols.len()].join(", "));
                 let mut out = String::with_capacity(rows * (tuple.len() + 2));
@@ -274,9 +273,10 @@ pub enum Val {
 }
 
 /// Rows for one multi-row INSERT. On SQLite they go out as `VALUES (...), (...)`, one parameter per value; on
-/// MySQL as the same `VALUES` with the values written in as literals (`literal_statement`); on PostgreSQL as `SELECT * FROM UNNEST(...)` with one binary array parameter per column, whose planning
-/// cost does not grow with the row count (a `VALUES` list of thousands of parameters costs ~30 us a row to plan)
-/// and which the server reads without parsing text (decimals excepted: their text is cast to NUMERIC).
+/// MySQL as the same `VALUES` with the values written in as literals (`mysql_literal_statement`); on PostgreSQL
+/// as `SELECT * FROM UNNEST(...)` with one binary array parameter per column, whose planning cost does not grow
+/// with the row count (a `VALUES` list of thousands of parameters costs ~30 us a row to plan) and which the
+/// server reads without parsing text (decimals excepted: their text is cast to NUMERIC).
 pub struct RowSet {
     cols: Vec<Col>,
     rows: Vec<Vec<Val>>,
@@ -287,8 +287,10 @@ impl RowSet {
     /// text as a hex literal (`X'6974656d2d31'`: only hex digits between the quotes), integers and decimals as
     /// Rust formats them (digits, sign, point), times as `time_value` writes them (digits and separators). A
     /// prepared statement of thousands of parameters cost the server more than parsing the same values as
-    /// literals (and, with a different row count each batch, a prepare round trip too).
-    pub fn literal_statement(self, dialect: Dialect, head: &str, tail: &str) -> String {
+    /// literals (and, with a different row count each batch, a prepare round trip too). No casts: MySQL converts
+    /// each value to its column's type as it stores it (exactly, and strictly: a bad time is an error), and a
+    /// CAST per value cost a quarter of an item-totals upsert.
+    pub fn mysql_literal_statement(self, head: &str, tail: &str) -> String {
         use std::fmt::Write;
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut sql = String::with_capacity(self.rows.len() * self.cols.len() * 24 + head.len() + tail.len() + 16);
@@ -318,7 +320,7 @@ impl RowSet {
                     }
                     Val::Time(at) => {
                         sql.push('\'');
-                        sql.push_str(&dialect.time_value(&at));
+                        sql.push_str(&Dialect::MySql.time_value(&at));
                         sql.push('\'');
                     }
                     Val::Null => sql.push_str("NULL"),
@@ -493,8 +495,7 @@ mod tests {
             Val::Null,
         ]);
         rows.push(vec![Val::Text(String::new()), Val::Int(0), Val::Decimal(Decimal::ZERO), Val::Null, Val::Null]);
-        let sql =
-            rows.literal_statement(Dialect::MySql, "INSERT INTO t (a, b, c, d, e)", "ON DUPLICATE KEY UPDATE b = b");
+        let sql = rows.mysql_literal_statement("INSERT INTO t (a, b, c, d, e)", "ON DUPLICATE KEY UPDATE b = b");
         let hex: String = "x'); DROP TABLE orders; -- \\ é".bytes().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             sql,

@@ -171,6 +171,14 @@ impl Stmt {
         Ok(n)
     }
 
+    /// Runs a statement without parameters as plain text, unprepared (MySQL's text protocol).
+    async fn run_unprepared(&self, conn: &mut Tx) -> Result<u64> {
+        let started = std::time::Instant::now();
+        let n = conn.execute_raw(&self.sql).await?;
+        self.trace(started, n);
+        Ok(n)
+    }
+
     async fn fetch(&self, conn: &mut Tx) -> Result<Vec<DbRow>> {
         let started = std::time::Instant::now();
         let rows = conn.fetch(&self.sql, &self.args).await?;
@@ -537,10 +545,7 @@ impl ReadModel {
             return Ok(());
         }
         if self.dialect == Dialect::MySql {
-            let sql = rows.literal_statement(self.dialect, head, tail);
-            let started = std::time::Instant::now();
-            let n = conn.execute_raw(&sql).await?;
-            Stmt::new(head.to_owned()).trace(started, n);
+            Stmt::new(rows.mysql_literal_statement(head, tail)).run_unprepared(conn).await?;
             return Ok(());
         }
         let (sql, args) = rows.statement(self.dialect, head, tail).map_err(corrupt)?;
