@@ -241,8 +241,15 @@ async fn datafusion_runs(lake: &lake::Lake, args: &LakeArgs) -> anyhow::Result<V
             let ctx = adhoc_embedded::EmbeddedEngine::session(lake, args.memory_mb << 20)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let batches =
-                ctx.sql_with_options(&sql, adhoc_embedded::EmbeddedEngine::query_options()).await?.collect().await?;
+            // Under the engine's own time limit, as `/queries` runs it: a query that stops making progress fails
+            // the benchmark instead of holding it forever.
+            let limit = adhoc_embedded::EmbeddedSettings::default().timeout;
+            let query = async {
+                ctx.sql_with_options(&sql, adhoc_embedded::EmbeddedEngine::query_options()).await?.collect().await
+            };
+            let batches = tokio::time::timeout(limit, query)
+                .await
+                .map_err(|_| anyhow::anyhow!("a DataFusion run passed the engine's time limit ({limit:?})"))??;
             if run > 0 {
                 ms.push(started.elapsed().as_secs_f64() * 1e3);
             }

@@ -7,6 +7,8 @@
 //!
 //! Linked by the local runner only: no Lambda carries DataFusion.
 
+pub mod pool;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -72,9 +74,9 @@ impl EmbeddedEngine {
 
     /// A session that knows the lake and nothing else.
     pub async fn session(lake: &lake::Lake, memory_limit: usize) -> Result<SessionContext, String> {
-        // A fair pool, not the greedy default: the view's sorts spill instead of starving the merges that follow
-        // them (with the greedy pool a 10M-row lake fails at 1 GiB).
-        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(memory_limit));
+        // Spilling operators take memory as they need it but leave a quarter of the limit to those that cannot
+        // spill (see `pool`).
+        let pool = Arc::new(pool::HeadroomPool::new(memory_limit));
         let runtime = RuntimeEnvBuilder::new().with_memory_pool(pool).build_arc().map_err(|e| e.to_string())?;
         let mut config = SessionConfig::new().with_information_schema(false);
         // Joins keep the order the SQL gives them: the view puts the small side (one row per order's latest

@@ -51,29 +51,33 @@ pub fn schema() -> SchemaRef {
 }
 
 /// The body of `order_lines_current` over `table`, in SQL that DataFusion, Athena (Trino) and DuckDB all run the
-/// same way: per order, the rows of its latest revision (newest `created_at`, then highest `version`, as the read
-/// model orders them), unless that revision was removed (a tombstone carries the revision it erased) or cancelled.
-/// The revisions are found first, by one aggregate (one row per revision), and numbered there, so the window sorts
-/// revisions rather than every line (they are unique after the aggregate, so ROW_NUMBER is RANK, and cheaper); the
-/// lines of the latest ones are then joined to them. The revisions come first in the join: a hash join's build side
-/// cannot spill, so it must be the smaller one (the embedded engine keeps the order written). The last GROUP BY drops
-/// the copies a retried batch may have written: an order has each item once (the domain refuses duplicates), so
-/// copies agree on every column and MAX is each one's value; grouping on two keys costs less than DISTINCT on nine.
+/// same way: per order, the rows of its latest revision's latest version, unless a tombstone erased that version or
+/// the order is cancelled.
+///
+/// A revision is an order's life between creation and removal (`created_at` names it; an id can be reused after a
+/// removal, starting again at version 1). `revisions` is one row per revision: its highest version, and the highest
+/// version a tombstone erased (nothing follows a removal within a revision, so that is never above it). Only an
+/// order's newest revision can be live: an id is reused only after a removal, and the stream delivers the removal
+/// before the new creation, so every older revision has its tombstone here. The view therefore needs no "newest
+/// revision" step: no window (the embedded engine numbers the rows of many small partitions slowly: a ROW_NUMBER
+/// over 3.3 million revisions took 4.3 s of compute at 10 million lake rows) and no second pass over the lake.
+/// The revisions come first in the join: a hash join's build side cannot spill, so it must be the smaller one (the
+/// embedded engine keeps the order written). The last GROUP BY drops the copies a retried batch may have written:
+/// an order has each item once (the domain refuses duplicates), so copies agree on every column and MAX is each
+/// one's value; grouping on two keys costs less than DISTINCT on nine.
 pub fn current_view_query(table: &str) -> String {
     format!(
         "SELECT l.orderid, l.itemid, MAX(l.quantity) AS quantity, MAX(l.unitprice) AS unitprice, \
            MAX(l.orderdate) AS orderdate, MAX(l.orderstatus) AS orderstatus, MAX(l.version) AS version, \
            MAX(l.created_at) AS created_at, MAX(l.dt) AS dt \
-         FROM (SELECT orderid, created_at, version \
-               FROM (SELECT orderid, created_at, version, removed, \
-                       ROW_NUMBER() OVER (PARTITION BY orderid ORDER BY created_at DESC, version DESC) AS revision_rank \
-                     FROM (SELECT orderid, created_at, version, \
-                             MAX(CASE WHEN op = 'REMOVE' THEN 1 ELSE 0 END) AS removed \
-                           FROM {table} GROUP BY orderid, created_at, version) revisions) ranked \
-               WHERE revision_rank = 1 AND removed = 0) latest \
+         FROM (SELECT orderid, created_at, MAX(version) AS version, \
+                 MAX(CASE WHEN op = 'REMOVE' THEN version END) AS removed_version \
+               FROM {table} GROUP BY orderid, created_at) revisions \
          JOIN {table} l \
-           ON l.orderid = latest.orderid AND l.created_at = latest.created_at AND l.version = latest.version \
-         WHERE l.orderstatus <> 'cancelled' \
+           ON l.orderid = revisions.orderid AND l.created_at = revisions.created_at \
+             AND l.version = revisions.version \
+         WHERE (revisions.removed_version IS NULL OR revisions.removed_version < revisions.version) \
+           AND l.orderstatus <> 'cancelled' \
          GROUP BY l.orderid, l.itemid"
     )
 }
