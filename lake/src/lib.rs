@@ -60,7 +60,7 @@ pub fn schema() -> SchemaRef {
 /// order's newest revision can be live: an id is reused only after a removal, and the stream delivers the removal
 /// before the new creation, so every older revision has its tombstone here. The view therefore needs no "newest
 /// revision" step: no window (the embedded engine numbers the rows of many small partitions slowly: a ROW_NUMBER
-/// over 3.3 million revisions took 4.3 s of compute at 10 million lake rows) and no second pass over the lake.
+/// over 3.3 million revisions took 4.3 s of compute at 10 million lake rows) and no third read of the lake.
 /// The revisions come first in the join: a hash join's build side cannot spill, so it must be the smaller one (the
 /// embedded engine keeps the order written). The last GROUP BY drops the copies a retried batch may have written:
 /// an order has each item once (the domain refuses duplicates), so copies agree on every column and MAX is each
