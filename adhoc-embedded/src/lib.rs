@@ -79,7 +79,7 @@ impl EmbeddedEngine {
         let pool = Arc::new(pool::HeadroomPool::new(memory_limit));
         let runtime = RuntimeEnvBuilder::new().with_memory_pool(pool).build_arc().map_err(|e| e.to_string())?;
         let mut config = SessionConfig::new().with_information_schema(false);
-        // Joins keep the order the SQL gives them: the view puts the small side (one row per order's latest
+        // Joins keep the order the SQL gives them: the view puts the small side (one row per order
         // revision) first, where the hash table is built; swapped, the build side is every line and cannot spill.
         config.options_mut().optimizer.join_reordering = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
