@@ -40,6 +40,9 @@ pub struct LakeArgs {
     /// Where to write the lake (default: a temporary directory, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Also print DataFusion's `EXPLAIN ANALYZE` of each question (one extra, untimed run each).
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// The two questions, as an analyst would type them into `/queries`.
@@ -254,6 +257,15 @@ async fn datafusion_runs(lake: &lake::Lake, args: &LakeArgs) -> anyhow::Result<V
                 ms.push(started.elapsed().as_secs_f64() * 1e3);
             }
             answer = table_of(&batches)?;
+        }
+        if args.explain {
+            let ctx = adhoc_embedded::EmbeddedEngine::session(lake, args.memory_mb << 20)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let plan = ctx.sql(&format!("EXPLAIN ANALYZE {sql}")).await?.collect().await?;
+            for row in table_of(&plan)? {
+                println!("{}", row.into_iter().flatten().collect::<Vec<_>>().join("\n"));
+            }
         }
         out.push(Timed { ms, answer });
     }
