@@ -233,7 +233,22 @@ struct Timed {
     answer: Table,
 }
 
-/// Each question on the embedded engine: a fresh session (listing the lake's files) per run, as `/queries` does.
+/// `sql` on the embedded engine as `/queries` runs it: a fresh session (listing the lake's files), the engine's
+/// query options, and its time limit, so that a query that stops making progress fails the benchmark instead of
+/// holding it forever.
+async fn embedded(lake: &lake::Lake, args: &LakeArgs, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    let ctx =
+        adhoc_embedded::EmbeddedEngine::session(lake, args.memory_mb << 20).await.map_err(|e| anyhow::anyhow!(e))?;
+    let limit = adhoc_embedded::EmbeddedSettings::default().timeout;
+    let query =
+        async { ctx.sql_with_options(sql, adhoc_embedded::EmbeddedEngine::query_options()).await?.collect().await };
+    tokio::time::timeout(limit, query)
+        .await
+        .map_err(|_| anyhow::anyhow!("a DataFusion run passed the engine's time limit ({limit:?})"))?
+        .map_err(Into::into)
+}
+
+/// Each question on the embedded engine, session creation included in each run's time.
 async fn datafusion_runs(lake: &lake::Lake, args: &LakeArgs) -> anyhow::Result<Vec<Timed>> {
     let mut out = Vec::new();
     for (_, sql) in questions(&args.item) {
@@ -241,29 +256,14 @@ async fn datafusion_runs(lake: &lake::Lake, args: &LakeArgs) -> anyhow::Result<V
         let mut answer = Vec::new();
         for run in 0..=args.runs {
             let started = Instant::now();
-            let ctx = adhoc_embedded::EmbeddedEngine::session(lake, args.memory_mb << 20)
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
-            // Under the engine's own time limit, as `/queries` runs it: a query that stops making progress fails
-            // the benchmark instead of holding it forever.
-            let limit = adhoc_embedded::EmbeddedSettings::default().timeout;
-            let query = async {
-                ctx.sql_with_options(&sql, adhoc_embedded::EmbeddedEngine::query_options()).await?.collect().await
-            };
-            let batches = tokio::time::timeout(limit, query)
-                .await
-                .map_err(|_| anyhow::anyhow!("a DataFusion run passed the engine's time limit ({limit:?})"))??;
+            let batches = embedded(lake, args, &sql).await?;
             if run > 0 {
                 ms.push(started.elapsed().as_secs_f64() * 1e3);
             }
             answer = table_of(&batches)?;
         }
         if args.explain {
-            let ctx = adhoc_embedded::EmbeddedEngine::session(lake, args.memory_mb << 20)
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
-            let plan = ctx.sql(&format!("EXPLAIN ANALYZE {sql}")).await?.collect().await?;
-            for row in table_of(&plan)? {
+            for row in table_of(&embedded(lake, args, &format!("EXPLAIN ANALYZE {sql}")).await?)? {
                 println!("{}", row.into_iter().flatten().collect::<Vec<_>>().join("\n"));
             }
         }
