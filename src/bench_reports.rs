@@ -161,7 +161,7 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
     // The raw SQL of our reports, on one connection.
     let mut db = PgConnection::connect(&url).await?;
     projector::nodelay::set_on_tcp_sockets();
-    let raw_items_sql = "SELECT itemid, totalordered, totalrevenue, ordercount, lastorderdate \
+    let raw_items_sql = "SELECT itemid, totalordered, totalrevenue, pricedordered, ordercount, lastorderdate \
                          FROM item_sales WHERE ordercount > 0 ORDER BY itemid COLLATE \"C\"";
     let raw_month_sql = "SELECT sale_month, monthlyordered FROM item_monthly_sales \
                          WHERE itemid = $1 AND monthlyordered > 0 ORDER BY sale_month DESC";

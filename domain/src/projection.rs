@@ -119,6 +119,8 @@ pub struct ItemDelta {
     pub quantity: i64,
     /// Quantity × unit price over lines whose price is known.
     pub revenue: Decimal,
+    /// The quantity on those lines: the units `revenue` covers.
+    pub priced_quantity: i64,
     pub orders: i64,
     /// The latest order date among added contributions (the stored value becomes the greater of the two).
     pub latest_added: Option<DateTime<Utc>>,
@@ -142,6 +144,7 @@ impl Deltas {
             d.quantity += sign * qty;
             if let Some(p) = line.unit_price {
                 d.revenue += Decimal::from(sign * qty) * p.get();
+                d.priced_quantity += sign * qty;
             }
             d.orders += sign;
             if sign > 0 {
@@ -167,7 +170,12 @@ impl Deltas {
     pub fn compact(&mut self) {
         self.months.retain(|_, q| *q != 0);
         self.items.retain(|_, d| {
-            d.quantity != 0 || !d.revenue.is_zero() || d.orders != 0 || d.latest_added.is_some() || d.recheck_last_date
+            d.quantity != 0
+                || !d.revenue.is_zero()
+                || d.priced_quantity != 0
+                || d.orders != 0
+                || d.latest_added.is_some()
+                || d.recheck_last_date
         });
     }
 }
@@ -182,7 +190,10 @@ pub struct Totals {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemTotals {
     pub quantity: i64,
+    /// Over lines whose price is known, and `priced_quantity` is their quantity: revenue is unknown, not zero,
+    /// where that is 0.
     pub revenue: Decimal,
+    pub priced_quantity: i64,
     pub orders: i64,
     pub last_order_date: Option<DateTime<Utc>>,
 }
@@ -198,12 +209,14 @@ impl Totals {
                 let e = t.items.entry(line.itemid.clone()).or_insert(ItemTotals {
                     quantity: 0,
                     revenue: Decimal::ZERO,
+                    priced_quantity: 0,
                     orders: 0,
                     last_order_date: None,
                 });
                 e.quantity += qty;
                 if let Some(p) = line.unit_price {
                     e.revenue += Decimal::from(qty) * p.get();
+                    e.priced_quantity += qty;
                 }
                 e.orders += 1;
                 e.last_order_date = e.last_order_date.max(Some(o.order_date));
@@ -276,9 +289,9 @@ mod tests {
         d.record(Some(&Projected::Live(v1.clone())), Some(&Projected::Live(v2.clone())));
         d.compact();
         let x = &d.items[&ItemId::parse("x").unwrap()];
-        assert_eq!((x.quantity, x.revenue, x.orders), (3, Decimal::new(375, 2), 0));
+        assert_eq!((x.quantity, x.revenue, x.priced_quantity, x.orders), (3, Decimal::new(375, 2), 3, 0));
         let y = &d.items[&ItemId::parse("y").unwrap()];
-        assert_eq!((y.quantity, y.orders, y.recheck_last_date), (-1, -1, true));
+        assert_eq!((y.quantity, y.priced_quantity, y.orders, y.recheck_last_date), (-1, 0, -1, true));
         assert_eq!(d.months[&(ItemId::parse("x").unwrap(), SaleMonth("2022-10".into()))], 3);
 
         let mut cancelled = v2.clone();
@@ -286,14 +299,14 @@ mod tests {
         let mut d = Deltas::default();
         d.record(Some(&Projected::Live(v2)), Some(&Projected::Live(cancelled)));
         let x = &d.items[&ItemId::parse("x").unwrap()];
-        assert_eq!((x.quantity, x.revenue, x.orders), (-5, Decimal::new(-625, 2), -1));
+        assert_eq!((x.quantity, x.revenue, x.priced_quantity, x.orders), (-5, Decimal::new(-625, 2), -5, -1));
     }
 
     /// The in-memory projection: what every backend must reproduce.
     #[derive(Default)]
     struct Memory {
         states: BTreeMap<OrderId, Projected>,
-        items: BTreeMap<ItemId, (i64, Decimal, i64)>,
+        items: BTreeMap<ItemId, (i64, Decimal, i64, i64)>,
         months: BTreeMap<(ItemId, SaleMonth), i64>,
     }
 
@@ -304,10 +317,11 @@ mod tests {
             let mut d = Deltas::default();
             d.record(current, Some(&next));
             for (item, delta) in d.items {
-                let e = self.items.entry(item).or_insert((0, Decimal::ZERO, 0));
+                let e = self.items.entry(item).or_insert((0, Decimal::ZERO, 0, 0));
                 e.0 += delta.quantity;
                 e.1 += delta.revenue;
-                e.2 += delta.orders;
+                e.2 += delta.priced_quantity;
+                e.3 += delta.orders;
             }
             for (k, q) in d.months {
                 *self.months.entry(k).or_default() += q;
@@ -319,13 +333,13 @@ mod tests {
             let items: BTreeMap<_, _> = self
                 .items
                 .iter()
-                .filter(|(_, v)| v.0 != 0 || v.2 != 0)
-                .map(|(k, v)| (k.clone(), (v.0, v.1.normalize(), v.2)))
+                .filter(|(_, v)| v.0 != 0 || v.3 != 0)
+                .map(|(k, v)| (k.clone(), (v.0, v.1.normalize(), v.2, v.3)))
                 .collect();
             let want: BTreeMap<_, _> = expected
                 .items
                 .iter()
-                .map(|(k, v)| (k.clone(), (v.quantity, v.revenue.normalize(), v.orders)))
+                .map(|(k, v)| (k.clone(), (v.quantity, v.revenue.normalize(), v.priced_quantity, v.orders)))
                 .collect();
             assert_eq!(items, want, "seed {seed}");
             let months: BTreeMap<_, _> =

@@ -184,14 +184,16 @@ impl Dialect {
     }
 
     /// For backends with an exact decimal type: the upsert tail that adds an `item_sales` delta row to the stored
-    /// row (quantities, revenue and order count summed; the later last order date kept). SQLite has no exact
-    /// decimal arithmetic, so it has none and its item totals are read, recomputed and written back instead.
+    /// row (quantities, revenue, priced quantity and order count summed; the later last order date kept). SQLite
+    /// has no exact decimal arithmetic, so it has none and its item totals are read, recomputed and written back
+    /// instead.
     pub fn add_item_totals(self) -> Option<&'static str> {
         match self {
             Dialect::Postgres => Some(
                 "ON CONFLICT (itemid) DO UPDATE SET \
                  totalordered = item_sales.totalordered + EXCLUDED.totalordered, \
                  totalrevenue = item_sales.totalrevenue + EXCLUDED.totalrevenue, \
+                 pricedordered = item_sales.pricedordered + EXCLUDED.pricedordered, \
                  ordercount = item_sales.ordercount + EXCLUDED.ordercount, \
                  lastorderdate = GREATEST(item_sales.lastorderdate, EXCLUDED.lastorderdate)",
             ),
@@ -200,6 +202,7 @@ impl Dialect {
                 "ON DUPLICATE KEY UPDATE \
                  totalordered = totalordered + VALUES(totalordered), \
                  totalrevenue = totalrevenue + VALUES(totalrevenue), \
+                 pricedordered = pricedordered + VALUES(pricedordered), \
                  ordercount = ordercount + VALUES(ordercount), \
                  lastorderdate = CASE WHEN VALUES(lastorderdate) IS NULL THEN lastorderdate \
                  WHEN lastorderdate IS NULL OR VALUES(lastorderdate) > lastorderdate THEN VALUES(lastorderdate) \

@@ -66,6 +66,13 @@ const MIGRATIONS: &[(i64, &str, &str, &str, &str)] = &[
         include_str!("../../migrations/mysql/0005_report_fillfactor.sql"),
         include_str!("../../migrations/sqlite/0005_report_fillfactor.sql"),
     ),
+    (
+        6,
+        "priced quantity",
+        include_str!("../../migrations/postgres/0006_priced_quantity.sql"),
+        include_str!("../../migrations/mysql/0006_priced_quantity.sql"),
+        include_str!("../../migrations/sqlite/0006_priced_quantity.sql"),
+    ),
 ];
 
 fn migrator(dialect: Dialect) -> Migrator {
@@ -109,8 +116,9 @@ fn corrupt(what: impl Into<String>) -> ProjectionError {
 /// Raised in every transaction that changes what the read model holds.
 const EPOCH_BUMP: &str = "UPDATE projection_epoch SET epoch = epoch + 1 WHERE id = 1";
 
-const ITEM_COLS: [Col; 5] = [Col::Text, Col::Int, Col::Decimal, Col::Int, Col::Time];
-const ITEM_HEAD: &str = "INSERT INTO item_sales (itemid, totalordered, totalrevenue, ordercount, lastorderdate)";
+const ITEM_COLS: [Col; 6] = [Col::Text, Col::Int, Col::Decimal, Col::Int, Col::Int, Col::Time];
+const ITEM_HEAD: &str =
+    "INSERT INTO item_sales (itemid, totalordered, totalrevenue, pricedordered, ordercount, lastorderdate)";
 
 /// What one `apply` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -671,6 +679,7 @@ impl ReadModel {
                     Val::Text(item.to_string()),
                     Val::Int(delta.quantity),
                     Val::Decimal(delta.revenue.normalize()),
+                    Val::Int(delta.priced_quantity),
                     Val::Int(delta.orders),
                     delta.latest_added.map(Val::Time).unwrap_or(Val::Null),
                 ]);
@@ -693,7 +702,7 @@ impl ReadModel {
                 let check = format!(
                     "SELECT itemid, totalordered, ordercount FROM item_sales WHERE {} \
                      AND (ordercount < 0 OR totalordered < 0 OR (ordercount = 0 AND totalordered <> 0) \
-                     OR (ordercount <> 0 AND totalordered = 0))",
+                     OR (ordercount <> 0 AND totalordered = 0) OR pricedordered < 0 OR pricedordered > totalordered)",
                     self.dialect.in_list("itemid", chunk.len())
                 );
                 if let Some(r) = self.with_ids(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
@@ -722,12 +731,14 @@ impl ReadModel {
                     Val::Int(0),
                     Val::Decimal(Decimal::ZERO),
                     Val::Int(0),
+                    Val::Int(0),
                     Val::Null,
                 ]);
             }
             self.insert(conn, zeros, ITEM_HEAD, &d.skip_existing(&["itemid"])).await?;
             let select = format!(
-                "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales WHERE {} ORDER BY itemid{}",
+                "SELECT itemid, totalordered, {}, pricedordered, ordercount, {} FROM item_sales WHERE {} \
+                 ORDER BY itemid{}",
                 d.decimal_out("totalrevenue"),
                 d.time_out("lastorderdate"),
                 self.dialect.in_list("itemid", chunk.len()),
@@ -739,8 +750,9 @@ impl ReadModel {
                     ItemTotals {
                         quantity: r.int(1)?,
                         revenue: get_decimal(&r, 2)?,
-                        orders: r.int(3)?,
-                        last_order_date: get_opt_time(&r, 4)?,
+                        priced_quantity: r.int(3)?,
+                        orders: r.int(4)?,
+                        last_order_date: get_opt_time(&r, 5)?,
                     },
                 );
             }
@@ -766,6 +778,7 @@ impl ReadModel {
             let new = ItemTotals {
                 quantity: old.quantity + delta.quantity,
                 revenue: old.revenue + delta.revenue,
+                priced_quantity: old.priced_quantity + delta.priced_quantity,
                 orders: old.orders + delta.orders,
                 last_order_date: if delta.recheck_last_date {
                     recomputed.get(item).copied()
@@ -773,7 +786,11 @@ impl ReadModel {
                     old.last_order_date.max(delta.latest_added)
                 },
             };
-            if new.orders < 0 || new.quantity < 0 || (new.orders == 0) != (new.quantity == 0) {
+            if new.orders < 0
+                || new.quantity < 0
+                || (new.orders == 0) != (new.quantity == 0)
+                || !(0..=new.quantity).contains(&new.priced_quantity)
+            {
                 return Err(corrupt(format!("item {item} would reach {new:?}")));
             }
             emptied |= new.orders == 0;
@@ -781,11 +798,13 @@ impl ReadModel {
                 Val::Text(item.to_string()),
                 Val::Int(new.quantity),
                 Val::Decimal(new.revenue.normalize()),
+                Val::Int(new.priced_quantity),
                 Val::Int(new.orders),
                 new.last_order_date.map(Val::Time).unwrap_or(Val::Null),
             ]);
         }
-        let tail = d.upsert(&["itemid"], &["totalordered", "totalrevenue", "ordercount", "lastorderdate"]);
+        let tail =
+            d.upsert(&["itemid"], &["totalordered", "totalrevenue", "pricedordered", "ordercount", "lastorderdate"]);
         self.insert(conn, rows, ITEM_HEAD, &tail).await?;
         if emptied {
             for chunk in items.chunks(CHUNK) {
@@ -924,7 +943,7 @@ impl ReadModel {
             }
         }
         let sql = format!(
-            "SELECT itemid, totalordered, {}, ordercount, {} FROM item_sales",
+            "SELECT itemid, totalordered, {}, pricedordered, ordercount, {} FROM item_sales",
             d.decimal_out("totalrevenue"),
             d.time_out("lastorderdate")
         );
@@ -934,8 +953,9 @@ impl ReadModel {
                 ItemTotals {
                     quantity: r.int(1)?,
                     revenue: get_decimal(&r, 2)?.normalize(),
-                    orders: r.int(3)?,
-                    last_order_date: get_opt_time(&r, 4)?,
+                    priced_quantity: r.int(3)?,
+                    orders: r.int(4)?,
+                    last_order_date: get_opt_time(&r, 5)?,
                 },
             );
         }

@@ -133,10 +133,18 @@ async fn given_the_earlier_example_when_projected_then_orders_lines_and_aggregat
             "{backend:?}"
         );
         let z3 = &snap.items[&item("z3333")];
-        assert_eq!((z3.quantity, z3.revenue.to_string(), z3.orders), (12, "15.0006".to_owned(), 2), "{backend:?}");
+        assert_eq!(
+            (z3.quantity, z3.revenue.to_string(), z3.priced_quantity, z3.orders),
+            (12, "15.0006".to_owned(), 12, 2),
+            "{backend:?}"
+        );
         assert_eq!(z3.last_order_date, Some(at("2022-11-02T00:00:00Z")), "{backend:?}");
         let z4 = &snap.items[&item("z4444")];
-        assert_eq!((z4.quantity, z4.revenue.to_string(), z4.orders), (3, "0".to_owned(), 1), "{backend:?}");
+        assert_eq!(
+            (z4.quantity, z4.revenue.to_string(), z4.priced_quantity, z4.orders),
+            (3, "0".to_owned(), 0, 1),
+            "{backend:?}: no price known, so no units priced"
+        );
         let months: Vec<(String, String, i64)> =
             snap.months.iter().map(|((i, m), q)| (i.to_string(), m.to_string(), *q)).collect();
         assert_eq!(
@@ -149,6 +157,33 @@ async fn given_the_earlier_example_when_projected_then_orders_lines_and_aggregat
             "{backend:?}"
         );
         assert_eq!(snap.positions["shard-1"].0.as_str(), "2", "{backend:?}");
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn given_a_read_model_projected_before_priced_units_were_kept_when_migrated_then_they_are_filled_from_the_lines()
+{
+    for backend in ALL {
+        let db = fresh(backend).await;
+        let mut rng = Rng::new(7);
+        let history = History::random(&mut rng, 12, 60);
+        for batch in history.batches(&mut rng) {
+            db.model.apply(&batch).await.unwrap();
+        }
+        let expected = db.model.snapshot().await.unwrap().items;
+        assert!(expected.values().any(|t| t.priced_quantity > 0), "{backend:?}: some units are priced");
+        assert!(expected.values().any(|t| t.priced_quantity < t.quantity), "{backend:?}: some are not");
+
+        // Given the schema as migration 5 left it (no pricedordered column, migration 6 not recorded)
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+        conn.execute("ALTER TABLE item_sales DROP COLUMN pricedordered").await.unwrap();
+        conn.execute("DELETE FROM _sqlx_migrations WHERE version = 6").await.unwrap();
+        drop(conn);
+
+        // When migrated, then every item's priced units are what the projection itself keeps
+        db.model.migrate().await.unwrap();
+        assert_eq!(db.model.snapshot().await.unwrap().items, expected, "{backend:?}");
         db.drop_database().await;
     }
 }
@@ -375,6 +410,7 @@ async fn given_random_histories_then_both_reports_equal_a_recomputation_and_ever
                     itemid: item.clone(),
                     totalordered: t.quantity,
                     totalrevenue: t.revenue.normalize(),
+                    pricedordered: t.priced_quantity,
                     ordercount: t.orders,
                     lastorderdate: t.last_order_date,
                 })

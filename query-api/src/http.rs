@@ -270,9 +270,13 @@ pub struct ItemSales<'a> {
     /// Units ordered, over orders that count (not cancelled, not removed).
     #[schema(example = 12)]
     pub totalordered: i64,
-    /// Exact decimal: the sum of quantity × unit price over lines whose price is known ("0" when none is).
-    #[schema(example = "15.0006", value_type = String)]
-    pub totalrevenue: PlainDecimal,
+    /// Exact decimal: the sum of quantity × unit price over the lines whose price is known; `null` when no price
+    /// is known for any unit counted (never "0" for unknown).
+    #[schema(example = "15.0006", value_type = Option<String>)]
+    pub totalrevenue: Option<PlainDecimal>,
+    /// Units on the lines whose price is known: the part of `totalordered` that `totalrevenue` covers.
+    #[schema(example = 12)]
+    pub pricedordered: i64,
     /// Orders with this item.
     #[schema(example = 2)]
     pub ordercount: i64,
@@ -413,7 +417,8 @@ impl<'a> From<&'a ItemRow> for ItemSales<'a> {
         ItemSales {
             itemid: row.itemid.as_str(),
             totalordered: row.totalordered,
-            totalrevenue: PlainDecimal(row.totalrevenue),
+            totalrevenue: row.known_revenue().map(PlainDecimal),
+            pricedordered: row.pricedordered,
             ordercount: row.ordercount,
             lastorderdate: row.lastorderdate.map(|d| UtcDate(d.date_naive())),
         }
@@ -426,6 +431,7 @@ impl<'a> From<&'a ItemRow> for ItemSales<'a> {
 #[allow(dead_code)]
 struct ItemReportParams {
     /// Sort key: itemid (default), totalordered, totalrevenue, ordercount or lastorderdate; itemid breaks ties.
+    /// Items with no known price sort by totalrevenue as 0.
     sort: Option<String>,
     /// asc (default) or desc.
     order: Option<String>,
@@ -682,6 +688,25 @@ mod tests {
             assert_eq!(PlainDecimal(d).to_string(), d.normalize().to_string(), "as Decimal's own normalised text");
             assert_eq!(serde_json::to_string(&PlainDecimal(d)).unwrap(), format!("\"{text}\""), "{raw} in JSON");
         }
+    }
+
+    #[test]
+    fn given_an_item_with_no_priced_units_then_its_revenue_is_null_but_a_known_price_of_zero_gives_zero() {
+        let row = |revenue: &str, pricedordered| ItemRow {
+            itemid: domain::ItemId::parse("z4444").unwrap(),
+            totalordered: 3,
+            totalrevenue: revenue.parse().unwrap(),
+            pricedordered,
+            ordercount: 1,
+            lastorderdate: None,
+        };
+        let json = |r: &ItemRow| serde_json::to_value(ItemSales::from(r)).unwrap();
+        assert_eq!(json(&row("0", 0))["totalrevenue"], serde_json::Value::Null, "no price known");
+        assert_eq!(json(&row("0", 3))["totalrevenue"], "0", "priced at 0");
+        assert_eq!(
+            (json(&row("7.5", 2))["totalrevenue"].clone(), json(&row("7.5", 2))["pricedordered"].clone()),
+            (serde_json::json!("7.5"), serde_json::json!(2))
+        );
     }
 
     #[test]

@@ -156,10 +156,11 @@ async fn given_the_earlier_example_then_the_item_report_has_exactly_its_numbers_
         assert_eq!(
             r.body,
             json!([
-                {"itemid":"z3333","totalordered":14,"totalrevenue":"15.0006","ordercount":3,"lastorderdate":"2022-11-02"},
-                {"itemid":"z4444","totalordered":3,"totalrevenue":"0","ordercount":1,"lastorderdate":"2022-10-13"}
+                {"itemid":"z3333","totalordered":14,"totalrevenue":"15.0006","pricedordered":12,"ordercount":3,"lastorderdate":"2022-11-02"},
+                {"itemid":"z4444","totalordered":3,"totalrevenue":null,"pricedordered":0,"ordercount":1,"lastorderdate":"2022-10-13"}
             ]),
-            "the cancelled 6122 and the removed 6123 count for nothing"
+            "the cancelled 6122 and the removed 6123 count for nothing; 6121's unpriced units are not in the revenue, \
+             and z4444, never priced, has no revenue rather than 0"
         );
         assert_eq!(r.header("content-type"), "application/json");
         assert_eq!(r.header("cache-control"), "no-cache");
@@ -350,7 +351,7 @@ async fn given_consistent_with_then_the_call_waits_for_that_version_and_gives_up
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(
             r.body[0],
-            json!({"itemid":"z3333","totalordered":14,"totalrevenue":"0.0012","ordercount":3,"lastorderdate":"2022-11-02"})
+            json!({"itemid":"z3333","totalordered":14,"totalrevenue":"0.0012","pricedordered":12,"ordercount":3,"lastorderdate":"2022-11-02"})
         );
         assert_eq!(r.body.as_array().unwrap().len(), 1, "z4444 left with the amendment");
         f.done().await;

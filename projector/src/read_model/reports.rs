@@ -100,14 +100,23 @@ pub struct ItemQuery {
     pub after: Option<Cursor>,
 }
 
-/// One item of the report. Revenue counts only lines whose price is known.
+/// One item of the report. Revenue counts only lines whose price is known, and `pricedordered` is their quantity;
+/// where that is 0 the stored revenue is 0 but the revenue is unknown (see [`ItemRow::known_revenue`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemRow {
     pub itemid: ItemId,
     pub totalordered: i64,
     pub totalrevenue: Decimal,
+    pub pricedordered: i64,
     pub ordercount: i64,
     pub lastorderdate: Option<DateTime<Utc>>,
+}
+
+impl ItemRow {
+    /// The revenue, if a price is known for any unit counted.
+    pub fn known_revenue(&self) -> Option<Decimal> {
+        (self.pricedordered > 0).then_some(self.totalrevenue)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,7 +379,7 @@ impl ReadModel {
         let order: Vec<String> = keys.iter().map(|(e, _)| format!("{e} {dir}")).collect();
         let limit = query.limit.map(|n| format!(" LIMIT {}", n + 1)).unwrap_or_default();
         let columns = format!(
-            "s.itemid, s.totalordered, {}, s.ordercount, {}",
+            "s.itemid, s.totalordered, {}, s.pricedordered, s.ordercount, {}",
             d.decimal_out("s.totalrevenue"),
             d.time_out("s.lastorderdate")
         );
@@ -382,8 +391,9 @@ impl ReadModel {
                     itemid: item_id_of(r.cell(0)?)?,
                     totalordered: int_of(&r.cell(1)?)?,
                     totalrevenue: decimal_of(&r.cell(2)?)?.normalize(),
-                    ordercount: int_of(&r.cell(3)?)?,
-                    lastorderdate: opt_time_of(&r.cell(4)?)?,
+                    pricedordered: int_of(&r.cell(3)?)?,
+                    ordercount: int_of(&r.cell(4)?)?,
+                    lastorderdate: opt_time_of(&r.cell(5)?)?,
                 })
             })
             .await?;
@@ -438,9 +448,10 @@ impl ReadModel {
             _ => d.decimal_out("SUM(COALESCE(i.quantity * i.unitprice, 0))"),
         };
         let sql = format!(
-            "SELECT i.itemid, {}, {revenue}, {}, {} FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
+            "SELECT i.itemid, {}, {revenue}, {}, {}, {} FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
              WHERE o.orderstatus = 'created' GROUP BY i.itemid",
             int("SUM(i.quantity)"),
+            int("SUM(CASE WHEN i.unitprice IS NULL THEN 0 ELSE i.quantity END)"),
             int("COUNT(*)"),
             d.time_out("MAX(o.orderdate)")
         );
@@ -451,8 +462,9 @@ impl ReadModel {
                 itemid: item_id(&get_text(&r, 0)?)?,
                 totalordered: r.int(1)?,
                 totalrevenue: get_decimal(&r, 2)?.normalize(),
-                ordercount: r.int(3)?,
-                lastorderdate: get_opt_time(&r, 4)?,
+                pricedordered: r.int(3)?,
+                ordercount: r.int(4)?,
+                lastorderdate: get_opt_time(&r, 5)?,
             };
             items.insert(row.itemid.clone(), row);
         }
@@ -491,6 +503,7 @@ mod tests {
             itemid: ItemId::parse("z:3333").unwrap(),
             totalordered: 12,
             totalrevenue: Decimal::from_str("15.0006").unwrap(),
+            pricedordered: 12,
             ordercount: 2,
             lastorderdate: domain::order::parse_time("2022-11-02T00:00:00Z"),
         };
