@@ -120,6 +120,27 @@ const ITEM_COLS: [Col; 6] = [Col::Text, Col::Int, Col::Decimal, Col::Int, Col::I
 const ITEM_HEAD: &str =
     "INSERT INTO item_sales (itemid, totalordered, totalrevenue, pricedordered, ordercount, lastorderdate)";
 
+/// The `item_sales` columns that [`item_totals_of`] decodes, in its order.
+fn item_totals_columns(d: Dialect) -> String {
+    format!(
+        "itemid, totalordered, {}, pricedordered, ordercount, {}",
+        d.decimal_out("totalrevenue"),
+        d.time_out("lastorderdate")
+    )
+}
+
+/// One row selected with [`item_totals_columns`].
+fn item_totals_of(r: &DbRow) -> Result<(ItemId, ItemTotals)> {
+    let totals = ItemTotals {
+        quantity: r.int(1)?,
+        revenue: get_decimal(r, 2)?.normalize(),
+        priced_quantity: r.int(3)?,
+        orders: r.int(4)?,
+        last_order_date: get_opt_time(r, 5)?,
+    };
+    Ok((item_id(&get_text(r, 0)?)?, totals))
+}
+
 /// What one `apply` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -700,14 +721,15 @@ impl ReadModel {
         if !recheck.is_empty() {
             for chunk in recheck.chunks(CHUNK) {
                 let check = format!(
-                    "SELECT itemid, totalordered, ordercount FROM item_sales WHERE {} \
+                    "SELECT itemid, totalordered, ordercount, pricedordered FROM item_sales WHERE {} \
                      AND (ordercount < 0 OR totalordered < 0 OR (ordercount = 0 AND totalordered <> 0) \
                      OR (ordercount <> 0 AND totalordered = 0) OR pricedordered < 0 OR pricedordered > totalordered)",
                     self.dialect.in_list("itemid", chunk.len())
                 );
                 if let Some(r) = self.with_ids(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
-                    let (q, n): (i64, i64) = (r.int(1)?, r.int(2)?);
-                    return Err(corrupt(format!("item {} would reach quantity {q} over {n} orders", get_text(r, 0)?)));
+                    let (q, n, p): (i64, i64, i64) = (r.int(1)?, r.int(2)?, r.int(3)?);
+                    let item = get_text(r, 0)?;
+                    return Err(corrupt(format!("item {item} would reach quantity {q} ({p} priced) over {n} orders")));
                 }
                 let sql = format!(
                     "DELETE FROM item_sales WHERE {} AND ordercount = 0",
@@ -737,24 +759,14 @@ impl ReadModel {
             }
             self.insert(conn, zeros, ITEM_HEAD, &d.skip_existing(&["itemid"])).await?;
             let select = format!(
-                "SELECT itemid, totalordered, {}, pricedordered, ordercount, {} FROM item_sales WHERE {} \
-                 ORDER BY itemid{}",
-                d.decimal_out("totalrevenue"),
-                d.time_out("lastorderdate"),
+                "SELECT {} FROM item_sales WHERE {} ORDER BY itemid{}",
+                item_totals_columns(d),
                 self.dialect.in_list("itemid", chunk.len()),
                 d.for_update()
             );
             for r in self.with_ids(select, chunk.iter().map(|i| i.as_str())).fetch(conn).await? {
-                current.insert(
-                    item_id(&get_text(&r, 0)?)?,
-                    ItemTotals {
-                        quantity: r.int(1)?,
-                        revenue: get_decimal(&r, 2)?,
-                        priced_quantity: r.int(3)?,
-                        orders: r.int(4)?,
-                        last_order_date: get_opt_time(&r, 5)?,
-                    },
-                );
+                let (item, totals) = item_totals_of(&r)?;
+                current.insert(item, totals);
             }
         }
         // Where an order stopped counting, the last order date is recomputed from the lines as now written.
@@ -942,22 +954,9 @@ impl ReadModel {
                 }
             }
         }
-        let sql = format!(
-            "SELECT itemid, totalordered, {}, pricedordered, ordercount, {} FROM item_sales",
-            d.decimal_out("totalrevenue"),
-            d.time_out("lastorderdate")
-        );
-        for r in Stmt::new(sql).fetch(&mut conn).await? {
-            snap.items.insert(
-                item_id(&get_text(&r, 0)?)?,
-                ItemTotals {
-                    quantity: r.int(1)?,
-                    revenue: get_decimal(&r, 2)?.normalize(),
-                    priced_quantity: r.int(3)?,
-                    orders: r.int(4)?,
-                    last_order_date: get_opt_time(&r, 5)?,
-                },
-            );
+        for r in Stmt::new(format!("SELECT {} FROM item_sales", item_totals_columns(d))).fetch(&mut conn).await? {
+            let (item, totals) = item_totals_of(&r)?;
+            snap.items.insert(item, totals);
         }
         for r in Stmt::new("SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales".into())
             .fetch(&mut conn)
