@@ -573,3 +573,63 @@ async fn given_the_server_ended_the_pools_idle_connections_then_a_read_after_a_s
         db.drop_database().await;
     }
 }
+
+/// Runs `sql` on the test's database, outside the read model.
+async fn exec(db: &Fresh, sql: &str) {
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.unwrap();
+}
+
+#[tokio::test]
+async fn given_a_statement_fails_part_way_through_a_batch_then_its_error_is_returned_nothing_is_applied_and_the_retry_converges()
+ {
+    for backend in ALL {
+        let db = fresh(backend).await;
+        // Given a database that refuses lines of 1,000 units or more (a stand-in for any failure of a write
+        // that follows others in the same transaction: here the first line statement, after the order rows,
+        // with four more line statements and the totals still being built behind it)
+        let (refuse, allow) = match backend {
+            Backend::Sqlite => (
+                "CREATE TRIGGER test_small_lines BEFORE INSERT ON orderitems WHEN NEW.quantity >= 1000 \
+                 BEGIN SELECT RAISE(ABORT, 'line too large'); END",
+                "DROP TRIGGER test_small_lines",
+            ),
+            _ => (
+                "ALTER TABLE orderitems ADD CONSTRAINT test_small_lines CHECK (quantity < 1000)",
+                "ALTER TABLE orderitems DROP CONSTRAINT test_small_lines",
+            ),
+        };
+        exec(&db, refuse).await;
+        let batch: Vec<OrderChange> = (0..3_000u64)
+            .map(|i| {
+                let first = if i == 0 { 5_000 } else { 1 };
+                let json = format!(
+                    r#"{{"orderId":"o{i}","items":[{{"itemid":"a","quantity":{first}}},{{"itemid":"b{}","quantity":2}},{{"itemid":"c","quantity":3}}]}}"#,
+                    i % 7
+                );
+                let o = order(&json, "2026-11-21T09:00:00Z");
+                change(ChangeKind::Insert, None, Some(&o), i + 1)
+            })
+            .collect();
+
+        // When the batch is applied
+        let err = db.model.apply(&batch).await.expect_err("the refused line fails the batch");
+
+        // Then the database's own error comes back (not the stopped statement builder's), and nothing of the
+        // batch is visible: no orders, lines, totals or position
+        assert!(matches!(err, projector::ProjectionError::Database(_)), "{backend:?}: {err}");
+        assert_eq!(db.model.snapshot().await.unwrap(), projector::Snapshot::default(), "{backend:?}");
+        assert_eq!(db.rows_in("orderitems").await, 0, "{backend:?}");
+
+        // And once the database takes the line, the same batch applies in full on the same pool
+        exec(&db, allow).await;
+        let applied = db.model.apply(&batch).await.unwrap();
+        assert_eq!(applied.applied, 3_000, "{backend:?}");
+        let snap = db.model.snapshot().await.unwrap();
+        assert_eq!(snap.orders.len(), 3_000, "{backend:?}");
+        assert_eq!((snap.items[&item("a")].quantity, snap.items[&item("a")].orders), (7_999, 3_000), "{backend:?}");
+        assert_eq!((snap.items[&item("c")].quantity, snap.items[&item("c")].orders), (9_000, 3_000), "{backend:?}");
+        assert_eq!(db.rows_in("orderitems").await, 9_000, "{backend:?}");
+        db.drop_database().await;
+    }
+}
