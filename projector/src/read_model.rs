@@ -105,11 +105,6 @@ pub enum ProjectionError {
     Config(String),
     #[error("read model holds data the projection cannot explain: {0}")]
     Corrupt(String),
-    /// A batch's statement builder found its statements no longer wanted (the one before failed).
-    #[error("read model writer stopped before the batch was written")]
-    WriterStopped,
-    #[error("read model internal error: {0}")]
-    Internal(String),
 }
 
 type Result<T> = std::result::Result<T, ProjectionError>;
@@ -177,214 +172,20 @@ struct Stored {
     tombstones: BTreeSet<OrderId>,
 }
 
-/// What a batch changed, to be written: the new state of each touched order, which rows existed before, and the
-/// aggregate deltas. Owned, so that its statements can be built on another thread while earlier ones run.
-struct Writes {
-    dialect: Dialect,
-    states: BTreeMap<OrderId, Projected>,
-    stored: Stored,
-    touched: BTreeSet<OrderId>,
-    deltas: Deltas,
-    now: DateTime<Utc>,
-}
-
-/// Takes each statement as it is built (to run it, or to hand it to the task that does).
-type Emit<'a> = dyn FnMut(Stmt) -> Result<()> + 'a;
-
-/// `rows` as one multi-row INSERT (`VALUES` with literals on MySQL, `UNNEST` arrays on PostgreSQL, parameters on
-/// SQLite); `None` when there are no rows.
-fn insert_stmt(d: Dialect, rows: RowSet, head: &str, tail: &str) -> Result<Option<Stmt>> {
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    if d == Dialect::MySql {
-        return Ok(Some(Stmt { unprepared: true, ..Stmt::new(rows.mysql_literal_statement(head, tail)) }));
-    }
-    let (sql, args) = rows.statement(d, head, tail).map_err(corrupt)?;
-    Ok(Some(Stmt::with_args(sql, args)))
-}
-
-impl Writes {
-    /// The statements `build` hands over, in order (for running them one after another).
-    fn collect(&self, build: impl FnOnce(&Writes, &mut Emit<'_>) -> Result<()>) -> Result<Vec<Stmt>> {
-        let mut stmts = Vec::new();
-        build(self, &mut |stmt| {
-            stmts.push(stmt);
-            Ok(())
-        })?;
-        Ok(stmts)
-    }
-
-    fn insert(&self, emit: &mut Emit<'_>, rows: RowSet, head: &str, tail: &str) -> Result<()> {
-        match insert_stmt(self.dialect, rows, head, tail)? {
-            Some(stmt) => emit(stmt),
-            None => Ok(()),
-        }
-    }
-
-    fn delete_in(&self, emit: &mut Emit<'_>, table: &str, ids: &[&OrderId]) -> Result<()> {
-        for chunk in ids.chunks(CHUNK) {
-            let sql = format!("DELETE FROM {table} WHERE {}", self.dialect.in_list("orderid", chunk.len()));
-            emit(Stmt::with_ids(sql, chunk.iter().map(|id| id.as_str()), self.dialect))?;
-        }
-        Ok(())
-    }
-
-    /// Order rows, their lines and tombstones, for every touched order.
-    fn orders(&self, emit: &mut Emit<'_>) -> Result<()> {
-        let (d, stored, now) = (self.dialect, &self.stored, self.now);
-        let mut live: Vec<&Order> = Vec::new();
-        let mut removed: Vec<(&OrderId, Revision)> = Vec::new();
-        for id in &self.touched {
-            match self.states.get(id) {
-                Some(Projected::Live(o)) => live.push(o),
-                Some(Projected::Removed { revision, .. }) => removed.push((id, *revision)),
-                None => return Err(corrupt(format!("touched order {id} has no state"))),
-            }
-        }
-        // Lines are replaced wholesale: an order's lines are whatever its newest state says. Only orders that
-        // had a row have lines to delete (new orders, the bulk of a stream, have none).
-        let had_row: Vec<&OrderId> = self.touched.iter().filter(|id| stored.rows.contains(*id)).collect();
-        self.delete_in(emit, "orderitems", &had_row)?;
-        let time = |at: &DateTime<Utc>| Val::Time(*at);
-        // Orders with a row are overwritten; the others are plain inserts (an upsert's conflict check cost
-        // PostgreSQL ~40 % more per row), which fail if a row appeared meanwhile, and the batch is retried.
-        let (existing, new): (Vec<&Order>, Vec<&Order>) = live.iter().partition(|o| stored.rows.contains(&o.order_id));
-        let upsert = d.upsert(
-            &["orderid"],
-            &["orderstatus", "orderdate", "sale_month", "version", "created_at", "updated_at", "projected_at"],
-        );
-        for (orders, tail) in [(new, ""), (existing, upsert.as_str())] {
-            for chunk in orders.chunks(CHUNK) {
-                let mut rows = RowSet::new(&[
-                    Col::Text,
-                    Col::Text,
-                    Col::Time,
-                    Col::Text,
-                    Col::Int,
-                    Col::Time,
-                    Col::Time,
-                    Col::Time,
-                ]);
-                for o in chunk {
-                    rows.push(vec![
-                        Val::Text(o.order_id.to_string()),
-                        Val::Text(o.status.as_str().to_owned()),
-                        time(&o.order_date),
-                        Val::Text(SaleMonth::of(o.order_date).as_str().to_owned()),
-                        Val::Int(int(o.version.get())),
-                        time(&o.created_at),
-                        time(&o.updated_at),
-                        Val::Time(now),
-                    ]);
-                }
-                let head = "INSERT INTO orders (orderid, orderstatus, orderdate, sale_month, version, created_at, updated_at, projected_at)";
-                self.insert(emit, rows, head, tail)?;
-            }
-        }
-        let all_lines: Vec<(&OrderId, &OrderLine)> =
-            live.iter().flat_map(|o| o.items.as_slice().iter().map(move |l| (&o.order_id, l))).collect();
-        for chunk in all_lines.chunks(CHUNK) {
-            let mut rows = RowSet::new(&[Col::Text, Col::Text, Col::Int, Col::Decimal]);
-            for (id, l) in chunk {
-                rows.push(vec![
-                    Val::Text(id.to_string()),
-                    Val::Text(l.itemid.to_string()),
-                    Val::Int(i64::from(l.quantity.get())),
-                    l.unit_price.map(|p| Val::Decimal(p.get())).unwrap_or(Val::Null),
-                ]);
-            }
-            self.insert(emit, rows, "INSERT INTO orderitems (orderid, itemid, quantity, unitprice)", "")?;
-        }
-        let revived: Vec<&OrderId> =
-            live.iter().map(|o| &o.order_id).filter(|id| stored.tombstones.contains(*id)).collect();
-        self.delete_in(emit, "order_tombstones", &revived)?;
-        let removed_rows: Vec<&OrderId> =
-            removed.iter().map(|(id, _)| *id).filter(|id| stored.rows.contains(*id)).collect();
-        self.delete_in(emit, "orders", &removed_rows)?;
-        for chunk in removed.chunks(CHUNK) {
-            let mut rows = RowSet::new(&[Col::Text, Col::Time, Col::Int, Col::Time]);
-            for (id, rev) in chunk {
-                rows.push(vec![
-                    Val::Text(id.to_string()),
-                    time(&rev.created_at),
-                    Val::Int(int(rev.version.get())),
-                    Val::Time(now),
-                ]);
-            }
-            let tail = d.upsert(&["orderid"], &["created_at", "version", "removed_at"]);
-            self.insert(emit, rows, "INSERT INTO order_tombstones (orderid, created_at, version, removed_at)", &tail)?;
-        }
-        Ok(())
-    }
-
-    /// Where the backend has exact decimals: each item's delta added by one atomic upsert (`tail`, from
-    /// `Dialect::add_item_totals`). The checks that follow are `ReadModel::recheck_item_totals`.
-    fn item_adds(&self, tail: &str, emit: &mut Emit<'_>) -> Result<()> {
-        let entries: Vec<(&ItemId, &domain::projection::ItemDelta)> = self.deltas.items.iter().collect();
-        for chunk in entries.chunks(CHUNK) {
-            let mut rows = RowSet::new(&ITEM_COLS);
-            for (item, delta) in chunk {
-                rows.push(vec![
-                    Val::Text(item.to_string()),
-                    Val::Int(delta.quantity),
-                    Val::Decimal(delta.revenue.normalize()),
-                    Val::Int(delta.priced_quantity),
-                    Val::Int(delta.orders),
-                    delta.latest_added.map(Val::Time).unwrap_or(Val::Null),
-                ]);
-            }
-            self.insert(emit, rows, ITEM_HEAD, tail)?;
-        }
-        Ok(())
-    }
-
-    /// Each (item, month) delta added by an atomic upsert: no read, no lock beyond the rows written.
-    fn month_adds(&self, emit: &mut Emit<'_>) -> Result<()> {
-        let d = self.dialect;
-        let months: Vec<(&(ItemId, SaleMonth), &i64)> = self.deltas.months.iter().collect();
-        for chunk in months.chunks(CHUNK) {
-            let mut rows = RowSet::new(&[Col::Text, Col::Text, Col::Int]);
-            for ((item, month), delta) in chunk {
-                rows.push(vec![Val::Text(item.to_string()), Val::Text(month.as_str().to_owned()), Val::Int(**delta)]);
-            }
-            let tail = d.increment("item_monthly_sales", &["itemid", "sale_month"], "monthlyordered");
-            self.insert(emit, rows, "INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered)", &tail)?;
-        }
-        Ok(())
-    }
-}
-
 /// A statement and its arguments, built from fixed SQL fragments (never from input text).
 struct Stmt {
     sql: String,
     args: Vec<Arg>,
-    /// Sent as plain text over MySQL's text protocol (a multi-row INSERT with its values as literals).
-    unprepared: bool,
 }
 
 impl Stmt {
     fn new(sql: String) -> Stmt {
-        Stmt { sql, args: Vec::new(), unprepared: false }
-    }
-
-    fn with_args(sql: String, args: Vec<Arg>) -> Stmt {
-        Stmt { sql, args, unprepared: false }
+        Stmt { sql, args: Vec::new() }
     }
 
     /// `sql` with `values` bound in order, as `dialect` takes them.
     fn with_vals(sql: String, values: Vec<Val>, dialect: Dialect) -> Stmt {
-        Stmt::with_args(sql, values.into_iter().map(|v| dialect.arg(v)).collect())
-    }
-
-    /// `sql` (with a `Dialect::in_list` filter) and `values` as that filter's arguments.
-    fn with_ids<'a>(sql: String, values: impl IntoIterator<Item = &'a str>, dialect: Dialect) -> Stmt {
-        Stmt::with_args(sql, dialect.ids(values))
-    }
-
-    /// Runs a statement that returns no rows, prepared or as plain text as it was built.
-    async fn exec(&self, conn: &mut Tx) -> Result<u64> {
-        if self.unprepared { self.run_unprepared(conn).await } else { self.run(conn).await }
+        Stmt { sql, args: values.into_iter().map(|v| dialect.arg(v)).collect() }
     }
 
     fn text(mut self, v: impl Into<String>) -> Stmt {
@@ -633,8 +434,9 @@ impl ReadModel {
         }
         deltas.compact();
         if !touched.is_empty() {
-            let writes = Writes { dialect: self.dialect, states, stored, touched, deltas, now };
-            self.write_batch(&mut tx, writes).await?;
+            self.write_orders(&mut tx, &states, &stored, &touched, now).await?;
+            self.write_item_totals(&mut tx, &deltas).await?;
+            self.write_month_totals(&mut tx, &deltas).await?;
             Stmt::new(EPOCH_BUMP.into()).run(&mut tx).await?;
         }
         self.write_positions(&mut tx, changes, now).await?;
@@ -644,7 +446,7 @@ impl ReadModel {
 
     /// `sql` (with a `Dialect::in_list` filter) and `values` as that filter's arguments.
     fn with_ids<'a>(&self, sql: String, values: impl IntoIterator<Item = &'a str>) -> Stmt {
-        Stmt::with_ids(sql, values, self.dialect)
+        Stmt { sql, args: self.dialect.ids(values) }
     }
 
     /// What is projected for `ids` (all orders when `None`), and which rows hold it.
@@ -758,51 +560,153 @@ impl ReadModel {
         Ok(Loaded { states, stored })
     }
 
-    /// Writes what the batch changed. Where the backend adds item totals atomically (PostgreSQL, MySQL), the
-    /// statements that need no answer from the database are built on a blocking thread and handed over as each is
-    /// ready, so building the next overlaps the database running the previous one; the checks that read what was
-    /// written follow. SQLite (one writer, totals recomputed from what it reads) builds and runs them in turn.
-    async fn write_batch(&self, conn: &mut Tx, writes: Writes) -> Result<()> {
-        let Some(tail) = self.dialect.add_item_totals() else {
-            for stmt in writes.collect(|w, emit| w.orders(emit))? {
-                stmt.exec(conn).await?;
-            }
-            self.rewrite_item_totals(conn, &writes.deltas).await?;
-            for stmt in writes.collect(|w, emit| w.month_adds(emit))? {
-                stmt.exec(conn).await?;
-            }
-            return self.check_month_totals(conn, &writes.deltas).await;
-        };
-        // Two statements in flight at most: each is up to a few hundred KB of SQL.
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Stmt>(2);
-        let builder = tokio::task::spawn_blocking(move || {
-            let mut emit = |stmt: Stmt| sender.blocking_send(stmt).map_err(|_| ProjectionError::WriterStopped);
-            let built = writes
-                .orders(&mut emit)
-                .and_then(|()| writes.item_adds(tail, &mut emit))
-                .and_then(|()| writes.month_adds(&mut emit));
-            (built, writes.deltas)
-        });
-        let mut ran = Ok(());
-        while let Some(stmt) = receiver.recv().await {
-            if let Err(e) = stmt.exec(conn).await {
-                ran = Err(e);
-                break;
-            }
+    async fn delete_in(&self, conn: &mut Tx, table: &str, ids: &[&OrderId]) -> Result<()> {
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!("DELETE FROM {table} WHERE {}", self.dialect.in_list("orderid", chunk.len()));
+            self.with_ids(sql, chunk.iter().map(|id| id.as_str())).run(conn).await?;
         }
-        // A failed statement stops the builder at its next hand-over (it then reports `WriterStopped`).
-        drop(receiver);
-        let (built, deltas) =
-            builder.await.map_err(|e| ProjectionError::Internal(format!("statement builder failed: {e}")))?;
-        ran?;
-        built?;
-        self.recheck_item_totals(conn, &deltas).await?;
-        self.check_month_totals(conn, &deltas).await
+        Ok(())
     }
 
-    /// Where an order stopped counting for an item, its last order date is recomputed from the lines as now
-    /// written, and the totals that could have shrunk are checked; items no order counts any more are deleted.
-    async fn recheck_item_totals(&self, conn: &mut Tx, deltas: &Deltas) -> Result<()> {
+    /// Sends `rows` as one multi-row INSERT (`VALUES`, with literals on MySQL, or `UNNEST` arrays on PostgreSQL).
+    async fn insert(&self, conn: &mut Tx, rows: RowSet, head: &str, tail: &str) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if self.dialect == Dialect::MySql {
+            Stmt::new(rows.mysql_literal_statement(head, tail)).run_unprepared(conn).await?;
+            return Ok(());
+        }
+        let (sql, args) = rows.statement(self.dialect, head, tail).map_err(corrupt)?;
+        Stmt { sql, args }.run(conn).await?;
+        Ok(())
+    }
+
+    async fn write_orders(
+        &self,
+        conn: &mut Tx,
+        states: &BTreeMap<OrderId, Projected>,
+        stored: &Stored,
+        touched: &BTreeSet<OrderId>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let d = self.dialect;
+        let mut live: Vec<&Order> = Vec::new();
+        let mut removed: Vec<(&OrderId, Revision)> = Vec::new();
+        for id in touched {
+            match states.get(id) {
+                Some(Projected::Live(o)) => live.push(o),
+                Some(Projected::Removed { revision, .. }) => removed.push((id, *revision)),
+                None => return Err(corrupt(format!("touched order {id} has no state"))),
+            }
+        }
+        // Lines are replaced wholesale: an order's lines are whatever its newest state says. Only orders that
+        // had a row have lines to delete (new orders, the bulk of a stream, have none).
+        let had_row: Vec<&OrderId> = touched.iter().filter(|id| stored.rows.contains(*id)).collect();
+        self.delete_in(conn, "orderitems", &had_row).await?;
+        let time = |at: &DateTime<Utc>| Val::Time(*at);
+        // Orders with a row are overwritten; the others are plain inserts (an upsert's conflict check cost
+        // PostgreSQL ~40 % more per row), which fail if a row appeared meanwhile, and the batch is retried.
+        let (existing, new): (Vec<&Order>, Vec<&Order>) = live.iter().partition(|o| stored.rows.contains(&o.order_id));
+        let upsert = d.upsert(
+            &["orderid"],
+            &["orderstatus", "orderdate", "sale_month", "version", "created_at", "updated_at", "projected_at"],
+        );
+        for (orders, tail) in [(new, ""), (existing, upsert.as_str())] {
+            for chunk in orders.chunks(CHUNK) {
+                let mut rows = RowSet::new(&[
+                    Col::Text,
+                    Col::Text,
+                    Col::Time,
+                    Col::Text,
+                    Col::Int,
+                    Col::Time,
+                    Col::Time,
+                    Col::Time,
+                ]);
+                for o in chunk {
+                    rows.push(vec![
+                        Val::Text(o.order_id.to_string()),
+                        Val::Text(o.status.as_str().to_owned()),
+                        time(&o.order_date),
+                        Val::Text(SaleMonth::of(o.order_date).as_str().to_owned()),
+                        Val::Int(int(o.version.get())),
+                        time(&o.created_at),
+                        time(&o.updated_at),
+                        Val::Time(now),
+                    ]);
+                }
+                let head = "INSERT INTO orders (orderid, orderstatus, orderdate, sale_month, version, created_at, updated_at, projected_at)";
+                self.insert(conn, rows, head, tail).await?;
+            }
+        }
+        let all_lines: Vec<(&OrderId, &OrderLine)> =
+            live.iter().flat_map(|o| o.items.as_slice().iter().map(move |l| (&o.order_id, l))).collect();
+        for chunk in all_lines.chunks(CHUNK) {
+            let mut rows = RowSet::new(&[Col::Text, Col::Text, Col::Int, Col::Decimal]);
+            for (id, l) in chunk {
+                rows.push(vec![
+                    Val::Text(id.to_string()),
+                    Val::Text(l.itemid.to_string()),
+                    Val::Int(i64::from(l.quantity.get())),
+                    l.unit_price.map(|p| Val::Decimal(p.get())).unwrap_or(Val::Null),
+                ]);
+            }
+            self.insert(conn, rows, "INSERT INTO orderitems (orderid, itemid, quantity, unitprice)", "").await?;
+        }
+        let revived: Vec<&OrderId> =
+            live.iter().map(|o| &o.order_id).filter(|id| stored.tombstones.contains(*id)).collect();
+        self.delete_in(conn, "order_tombstones", &revived).await?;
+        let removed_rows: Vec<&OrderId> =
+            removed.iter().map(|(id, _)| *id).filter(|id| stored.rows.contains(*id)).collect();
+        self.delete_in(conn, "orders", &removed_rows).await?;
+        for chunk in removed.chunks(CHUNK) {
+            let mut rows = RowSet::new(&[Col::Text, Col::Time, Col::Int, Col::Time]);
+            for (id, rev) in chunk {
+                rows.push(vec![
+                    Val::Text(id.to_string()),
+                    time(&rev.created_at),
+                    Val::Int(int(rev.version.get())),
+                    Val::Time(now),
+                ]);
+            }
+            let tail = d.upsert(&["orderid"], &["created_at", "version", "removed_at"]);
+            self.insert(conn, rows, "INSERT INTO order_tombstones (orderid, created_at, version, removed_at)", &tail)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The per-item totals. Where the backend has exact decimals, each delta is added by one atomic upsert;
+    /// otherwise (SQLite, a single writer) rows are read, recomputed here with exact decimals and written back.
+    /// Either way, an item whose latest contribution went away gets its last order date recomputed from the lines,
+    /// and items no order counts any more are deleted.
+    async fn write_item_totals(&self, conn: &mut Tx, deltas: &Deltas) -> Result<()> {
+        if deltas.items.is_empty() {
+            return Ok(());
+        }
+        match self.dialect.add_item_totals() {
+            Some(tail) => self.add_item_totals(conn, deltas, tail).await,
+            None => self.rewrite_item_totals(conn, deltas).await,
+        }
+    }
+
+    async fn add_item_totals(&self, conn: &mut Tx, deltas: &Deltas, tail: &str) -> Result<()> {
+        let entries: Vec<(&ItemId, &domain::projection::ItemDelta)> = deltas.items.iter().collect();
+        for chunk in entries.chunks(CHUNK) {
+            let mut rows = RowSet::new(&ITEM_COLS);
+            for (item, delta) in chunk {
+                rows.push(vec![
+                    Val::Text(item.to_string()),
+                    Val::Int(delta.quantity),
+                    Val::Decimal(delta.revenue.normalize()),
+                    Val::Int(delta.priced_quantity),
+                    Val::Int(delta.orders),
+                    delta.latest_added.map(Val::Time).unwrap_or(Val::Null),
+                ]);
+            }
+            self.insert(conn, rows, ITEM_HEAD, tail).await?;
+        }
         let recheck: Vec<&ItemId> = deltas.items.iter().filter(|(_, d)| d.recheck_last_date).map(|(i, _)| i).collect();
         for chunk in recheck.chunks(CHUNK) {
             let sql = format!(
@@ -814,34 +718,30 @@ impl ReadModel {
             self.with_ids(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
         }
         // Only where a contribution went away can a total have shrunk, to zero or (corrupt) below.
-        for chunk in recheck.chunks(CHUNK) {
-            let check = format!(
-                "SELECT itemid, totalordered, ordercount, pricedordered FROM item_sales WHERE {} \
-                 AND (ordercount < 0 OR totalordered < 0 OR (ordercount = 0 AND totalordered <> 0) \
-                 OR (ordercount <> 0 AND totalordered = 0) OR pricedordered < 0 OR pricedordered > totalordered)",
-                self.dialect.in_list("itemid", chunk.len())
-            );
-            if let Some(r) = self.with_ids(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
-                let (q, n, p): (i64, i64, i64) = (r.int(1)?, r.int(2)?, r.int(3)?);
-                let item = get_text(r, 0)?;
-                return Err(corrupt(format!("item {item} would reach quantity {q} ({p} priced) over {n} orders")));
+        if !recheck.is_empty() {
+            for chunk in recheck.chunks(CHUNK) {
+                let check = format!(
+                    "SELECT itemid, totalordered, ordercount, pricedordered FROM item_sales WHERE {} \
+                     AND (ordercount < 0 OR totalordered < 0 OR (ordercount = 0 AND totalordered <> 0) \
+                     OR (ordercount <> 0 AND totalordered = 0) OR pricedordered < 0 OR pricedordered > totalordered)",
+                    self.dialect.in_list("itemid", chunk.len())
+                );
+                if let Some(r) = self.with_ids(check, chunk.iter().map(|i| i.as_str())).fetch(conn).await?.first() {
+                    let (q, n, p): (i64, i64, i64) = (r.int(1)?, r.int(2)?, r.int(3)?);
+                    let item = get_text(r, 0)?;
+                    return Err(corrupt(format!("item {item} would reach quantity {q} ({p} priced) over {n} orders")));
+                }
+                let sql = format!(
+                    "DELETE FROM item_sales WHERE {} AND ordercount = 0",
+                    self.dialect.in_list("itemid", chunk.len())
+                );
+                self.with_ids(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
             }
-            let sql = format!(
-                "DELETE FROM item_sales WHERE {} AND ordercount = 0",
-                self.dialect.in_list("itemid", chunk.len())
-            );
-            self.with_ids(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
         }
         Ok(())
     }
 
-    /// SQLite's item totals: rows are read, recomputed here with exact decimals and written back; an item whose
-    /// latest contribution went away gets its last order date recomputed from the lines, and items no order
-    /// counts any more are deleted.
     async fn rewrite_item_totals(&self, conn: &mut Tx, deltas: &Deltas) -> Result<()> {
-        if deltas.items.is_empty() {
-            return Ok(());
-        }
         let d = self.dialect;
         let items: Vec<&ItemId> = deltas.items.keys().collect();
         let mut current: BTreeMap<ItemId, ItemTotals> = BTreeMap::new();
@@ -857,9 +757,7 @@ impl ReadModel {
                     Val::Null,
                 ]);
             }
-            if let Some(stmt) = insert_stmt(d, zeros, ITEM_HEAD, &d.skip_existing(&["itemid"]))? {
-                stmt.exec(conn).await?;
-            }
+            self.insert(conn, zeros, ITEM_HEAD, &d.skip_existing(&["itemid"])).await?;
             let select = format!(
                 "SELECT {} FROM item_sales WHERE {} ORDER BY itemid{}",
                 item_totals_columns(d),
@@ -919,9 +817,7 @@ impl ReadModel {
         }
         let tail =
             d.upsert(&["itemid"], &["totalordered", "totalrevenue", "pricedordered", "ordercount", "lastorderdate"]);
-        if let Some(stmt) = insert_stmt(d, rows, ITEM_HEAD, &tail)? {
-            stmt.exec(conn).await?;
-        }
+        self.insert(conn, rows, ITEM_HEAD, &tail).await?;
         if emptied {
             for chunk in items.chunks(CHUNK) {
                 let sql = format!(
@@ -934,19 +830,24 @@ impl ReadModel {
         Ok(())
     }
 
-    /// Month totals are integers, each delta added by an atomic upsert ([`Writes::month_adds`]). Where a total
-    /// shrank it is checked afterwards; a negative one fails the batch, and months nothing counts in any more are
-    /// removed, as a GROUP BY would not show them. (A CHECK constraint cannot do this: databases test it on the
-    /// proposed row, the delta itself, before resolving the conflict.)
-    async fn check_month_totals(&self, conn: &mut Tx, deltas: &Deltas) -> Result<()> {
-        let shrunk: Vec<&ItemId> = deltas
-            .months
-            .iter()
-            .filter(|(_, q)| **q < 0)
-            .map(|((i, _), _)| i)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+    /// Month totals are integers: each delta is added by an atomic upsert (no read, no lock beyond the rows
+    /// written). Where a total shrank it is checked afterwards; a negative one fails the batch. (A CHECK constraint
+    /// cannot do this: databases test it on the proposed row, the delta itself, before resolving the conflict.)
+    async fn write_month_totals(&self, conn: &mut Tx, deltas: &Deltas) -> Result<()> {
+        let d = self.dialect;
+        let months: Vec<(&(ItemId, SaleMonth), &i64)> = deltas.months.iter().collect();
+        for chunk in months.chunks(CHUNK) {
+            let mut rows = RowSet::new(&[Col::Text, Col::Text, Col::Int]);
+            for ((item, month), delta) in chunk {
+                rows.push(vec![Val::Text(item.to_string()), Val::Text(month.as_str().to_owned()), Val::Int(**delta)]);
+            }
+            let tail = d.increment("item_monthly_sales", &["itemid", "sale_month"], "monthlyordered");
+            self.insert(conn, rows, "INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered)", &tail)
+                .await?;
+        }
+        // Months nothing counts in any more are removed, as a GROUP BY would not show them.
+        let shrunk: Vec<&ItemId> =
+            months.iter().filter(|(_, q)| **q < 0).map(|((i, _), _)| i).collect::<BTreeSet<_>>().into_iter().collect();
         for chunk in shrunk.chunks(CHUNK) {
             let check = format!(
                 "SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales WHERE {} AND monthlyordered < 0",
@@ -998,11 +899,13 @@ impl ReadModel {
             }
         }
         let tail = d.upsert(&["source"], &["sequence", "last_changed_at", "applied_at"]);
-        let head = "INSERT INTO projection_positions (source, sequence, last_changed_at, applied_at)";
-        if let Some(stmt) = insert_stmt(d, rows, head, &tail)? {
-            stmt.exec(conn).await?;
-        }
-        Ok(())
+        self.insert(
+            conn,
+            rows,
+            "INSERT INTO projection_positions (source, sequence, last_changed_at, applied_at)",
+            &tail,
+        )
+        .await
     }
 
     /// True when nothing was ever projected (no orders, tombstones or positions).

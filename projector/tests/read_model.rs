@@ -585,9 +585,8 @@ async fn given_a_statement_fails_part_way_through_a_batch_then_its_error_is_retu
  {
     for backend in ALL {
         let db = fresh(backend).await;
-        // Given a database that refuses lines of 1,000 units or more (a stand-in for any failure of a write
-        // that follows others in the same transaction: here the first line statement, after the order rows,
-        // with four more line statements and the totals still being built behind it)
+        // Given a database that refuses lines of 1,000 units or more (a stand-in for any write that fails after
+        // others of the same transaction: here the first of five line statements, after the order rows)
         let (refuse, allow) = match backend {
             Backend::Sqlite => (
                 "CREATE TRIGGER test_small_lines BEFORE INSERT ON orderitems WHEN NEW.quantity >= 1000 \
@@ -615,8 +614,8 @@ async fn given_a_statement_fails_part_way_through_a_batch_then_its_error_is_retu
         // When the batch is applied
         let err = db.model.apply(&batch).await.expect_err("the refused line fails the batch");
 
-        // Then the database's own error comes back (not the stopped statement builder's), and nothing of the
-        // batch is visible: no orders, lines, totals or position
+        // Then the database's own error comes back, and nothing of the batch is visible: no orders, lines,
+        // totals or position
         assert!(matches!(err, projector::ProjectionError::Database(_)), "{backend:?}: {err}");
         assert_eq!(db.model.snapshot().await.unwrap(), projector::Snapshot::default(), "{backend:?}");
         assert_eq!(db.rows_in("orderitems").await, 0, "{backend:?}");
