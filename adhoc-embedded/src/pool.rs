@@ -14,9 +14,12 @@
 //! have filled the spilling share: a quarter of the headroom, split among the spilling operators registered. They
 //! can thus take at most that quarter from the headroom, and a merging aggregate (a few batches of groups) is not
 //! refused because another partition's aggregate holds the rest. Seen before the floor, at 1 GiB: "cannot have
-//! 754656 more bytes (2579820 held, 805593451 of the query's 1073741824 in use ...)".
+//! 754656 more bytes (2579820 held, 805593451 of the query's 1073741824 in use ...)". The floor is per operator
+//! (DataFusion's memory consumer), over all its reservations: a sort's merge opens one per merged stream.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::error::{DataFusionError, Result};
@@ -30,6 +33,8 @@ pub struct HeadroomPool {
     used: AtomicUsize,
     /// Spilling operators registered now: they share the floors' quarter of the headroom.
     spilling: AtomicUsize,
+    /// Bytes each spilling operator holds, over all its reservations, by consumer id.
+    held: Mutex<HashMap<usize, usize>>,
 }
 
 impl HeadroomPool {
@@ -39,7 +44,18 @@ impl HeadroomPool {
     }
 
     pub fn with_headroom(limit: usize, headroom: usize) -> HeadroomPool {
-        HeadroomPool { limit, headroom: headroom.min(limit), used: AtomicUsize::new(0), spilling: AtomicUsize::new(0) }
+        HeadroomPool {
+            limit,
+            headroom: headroom.min(limit),
+            used: AtomicUsize::new(0),
+            spilling: AtomicUsize::new(0),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The per-operator byte counts (a panic elsewhere while holding the lock left them as they were).
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<usize, usize>> {
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Spills when refused, as far as this pool is concerned (see `try_grow` for repartitions).
@@ -80,14 +96,23 @@ impl MemoryPool for HeadroomPool {
     fn unregister(&self, consumer: &MemoryConsumer) {
         if HeadroomPool::spills(consumer) {
             self.spilling.fetch_sub(1, Ordering::Relaxed);
+            self.held().remove(&consumer.id());
         }
     }
 
-    fn grow(&self, _reservation: &MemoryReservation, additional: usize) {
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        if HeadroomPool::spills(reservation.consumer()) {
+            *self.held().entry(reservation.consumer().id()).or_default() += additional;
+        }
         self.used.fetch_add(additional, Ordering::Relaxed);
     }
 
-    fn shrink(&self, _reservation: &MemoryReservation, shrink: usize) {
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        if HeadroomPool::spills(reservation.consumer())
+            && let Some(held) = self.held().get_mut(&reservation.consumer().id())
+        {
+            *held = held.saturating_sub(shrink);
+        }
         self.used.fetch_sub(shrink, Ordering::Relaxed);
     }
 
@@ -97,18 +122,25 @@ impl MemoryPool for HeadroomPool {
         // spills only when the whole limit is in use.
         let consumer = reservation.consumer();
         let spills = HeadroomPool::spills(consumer);
-        let within_floor = spills && reservation.size().saturating_add(additional) <= self.floor();
+        // A spilling operator's count is checked and moved under one lock, so its floor holds across its
+        // reservations even when two of them ask at once.
+        let mut held = spills.then(|| self.held());
+        let operator_holds = held.as_ref().map_or(reservation.size(), |h| h.get(&consumer.id()).copied().unwrap_or(0));
+        let within_floor = spills && operator_holds.saturating_add(additional) <= self.floor();
         let ceiling = if spills && !within_floor { self.limit - self.headroom } else { self.limit };
         self.used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                 used.checked_add(additional).filter(|&total| total <= ceiling)
             })
-            .map(|_| ())
+            .map(|_| {
+                if let Some(held) = held.as_mut() {
+                    *held.entry(consumer.id()).or_default() += additional;
+                }
+            })
             .map_err(|used| {
                 DataFusionError::ResourcesExhausted(format!(
-                    "{} cannot have {additional} more bytes ({} held, {used} of the query's {} in use{})",
+                    "{} cannot have {additional} more bytes ({operator_holds} held, {used} of the query's {} in use{})",
                     consumer.name(),
-                    reservation.size(),
                     self.limit,
                     if spills { ", the rest kept for operators that cannot spill" } else { "" }
                 ))
@@ -189,6 +221,32 @@ mod tests {
 
         assert_eq!(pool.reserved(), 1_000_000, "the join had the headroom less the small operators' floors");
         assert!(floor * 9 <= 200_000 / 4);
+    }
+
+    #[test]
+    fn given_an_operator_with_several_reservations_then_its_floor_covers_all_of_them_together() {
+        // A sort's merge opens a reservation per merged stream, all of one consumer (`new_empty`).
+        let pool: Arc<dyn MemoryPool> = Arc::new(HeadroomPool::with_headroom(1_024_000, 256_000));
+        let big = reservation(&pool, "GroupedHashAggregateStream[0]", true);
+        let merge = reservation(&pool, "ExternalSorterMerge[1]", true);
+        let streams: Vec<MemoryReservation> = (0..4).map(|_| merge.new_empty()).collect();
+        big.try_grow(768_000).unwrap();
+
+        // Floor: 256,000 / 4 / 2 operators = 32,000 bytes for the merge, over its five reservations
+        merge.try_grow(12_000).unwrap();
+        for s in &streams {
+            s.try_grow(5_000).unwrap();
+        }
+        let refused = streams[0].try_grow(1).unwrap_err().to_string();
+
+        assert!(refused.contains("ExternalSorterMerge[1] cannot have 1 more bytes (32000 held"), "{refused}");
+        assert_eq!(pool.reserved(), 800_000);
+        // What one reservation gives back, another of the same operator may take
+        streams[3].shrink(5_000);
+        streams[0].try_grow(5_000).unwrap();
+        assert!(merge.try_grow(1).is_err());
+        drop(streams);
+        merge.try_grow(20_000).unwrap();
     }
 
     #[test]
