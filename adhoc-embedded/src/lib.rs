@@ -7,10 +7,12 @@
 //!
 //! Linked by the local runner only: no Lambda carries DataFusion.
 
+mod counting;
 pub mod pool;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,6 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -74,6 +75,15 @@ impl EmbeddedEngine {
 
     /// A session that knows the lake and nothing else.
     pub async fn session(lake: &lake::Lake, memory_limit: usize) -> Result<SessionContext, String> {
+        EmbeddedEngine::counted_session(lake, memory_limit, Arc::new(AtomicU64::new(0))).await
+    }
+
+    /// A session that knows the lake and nothing else, adding every byte it reads from the lake to `read`.
+    pub async fn counted_session(
+        lake: &lake::Lake,
+        memory_limit: usize,
+        read: Arc<AtomicU64>,
+    ) -> Result<SessionContext, String> {
         // Spilling operators take memory as they need it but leave a quarter of the limit to those that cannot
         // spill (see `pool`).
         let pool = Arc::new(pool::HeadroomPool::new(memory_limit));
@@ -86,9 +96,11 @@ impl EmbeddedEngine {
         let table_url = if let Some(rest) = lake.url().strip_prefix("s3://") {
             let bucket = rest.split('/').next().unwrap_or_default();
             let url = url_of(&format!("s3://{bucket}"))?;
-            ctx.register_object_store(&url, lake.store().clone());
+            ctx.register_object_store(&url, Arc::new(counting::CountingStore::new(lake.store().clone(), read)));
             format!("s3://{bucket}/{}/", lake.table_path())
         } else {
+            let local = Arc::new(object_store::local::LocalFileSystem::new());
+            ctx.register_object_store(&url_of("file://")?, Arc::new(counting::CountingStore::new(local, read)));
             let dir = Path::new(lake.url()).join(lake::TABLE);
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             format!("{}/", dir.display())
@@ -192,15 +204,10 @@ fn from_json(bytes: &[u8]) -> Option<Execution> {
     })
 }
 
-/// Bytes read from Parquet by every scan in the plan.
-fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
-    let own = plan.metrics().and_then(|m| m.sum_by_name("bytes_scanned")).map(|v| v.as_usize() as u64).unwrap_or(0);
-    own + plan.children().into_iter().map(bytes_scanned).sum::<u64>()
-}
-
-/// Runs `sql` and writes its result to `path`; returns the bytes scanned.
+/// Runs `sql` and writes its result to `path`; returns the bytes it read from the lake.
 async fn execute(lake: &lake::Lake, memory_limit: usize, sql: &str, path: &Path) -> Result<u64, String> {
-    let ctx = EmbeddedEngine::session(lake, memory_limit).await?;
+    let read = Arc::new(AtomicU64::new(0));
+    let ctx = EmbeddedEngine::counted_session(lake, memory_limit, read.clone()).await?;
     let frame = ctx.sql_with_options(sql, EmbeddedEngine::query_options()).await.map_err(|e| e.to_string())?;
     let plan = frame.create_physical_plan().await.map_err(|e| e.to_string())?;
     let mut stream =
@@ -215,7 +222,7 @@ async fn execute(lake: &lake::Lake, memory_limit: usize, sql: &str, path: &Path)
     writer.finish().map_err(|e| e.to_string())?;
     drop(writer);
     std::fs::rename(&partial, path).map_err(|e| e.to_string())?;
-    Ok(bytes_scanned(&plan))
+    Ok(read.load(Ordering::Relaxed))
 }
 
 #[async_trait]

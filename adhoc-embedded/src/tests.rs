@@ -178,3 +178,42 @@ async fn given_a_finished_query_when_it_is_forgotten_then_its_result_and_state_a
     assert!(matches!(engine.status(&id).await, Err(EngineError::NotFound)), "{:?}", engine.status(&id).await);
     assert!(matches!(engine.forget("../../etc/passwd"), Err(EngineError::NotFound)), "only query ids name files");
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[tokio::test]
+async fn given_a_query_over_the_lake_then_its_bytes_scanned_count_what_it_read_from_the_files_footers_included() {
+    for (orders, changes) in [(1, 1), (30, 200)] {
+        // Given a lake of one order (one small file) and one of many files
+        let mut rng = Rng::new(5);
+        let history = History::random(&mut rng, orders, changes);
+        let (dir, engine) = engine_over(history.batches(&mut rng), EmbeddedSettings::default()).await;
+        let parquet: Vec<u64> = files_under(&dir.path().join("lake"))
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+            .map(|f| f.metadata().unwrap().len())
+            .collect();
+        let lake_bytes: u64 = parquet.iter().sum();
+
+        // When a question reads the lines, and one reads them through the view (which reads the lake twice)
+        let table = run(&engine, "SELECT itemid, SUM(quantity) FROM order_lines GROUP BY itemid").await;
+        let view = run(&engine, "SELECT itemid, SUM(quantity) FROM order_lines_current GROUP BY itemid").await;
+
+        // Then what each read is counted: files this small are read whole with their footer, and a pass reads a
+        // file's data pages at most once more
+        assert_eq!((table.state, view.state), (State::Succeeded, State::Succeeded), "{:?}", view.failure);
+        let (once, twice) = (table.bytes_scanned.unwrap_or(0), view.bytes_scanned.unwrap_or(0));
+        let files = parquet.len();
+        assert!(once >= lake_bytes && once <= 2 * lake_bytes, "{once} of {lake_bytes} bytes in {files} files");
+        assert!(twice >= once && twice <= 4 * lake_bytes, "{twice} through the view, {once} directly");
+        assert!(view.run_time_ms.is_some());
+    }
+}
