@@ -482,6 +482,8 @@ async fn given_orders_posted_to_the_running_system_then_ad_hoc_sql_over_the_lake
         if page["rows"][0] == json!([30, 2]) {
             let (id, status) = adhoc(&sys.query_url, sql, true).await;
             assert_eq!(status["state"], "SUCCEEDED", "{status}");
+            // What it read from the lake's (small) files: at least their footers, so never 0.
+            assert!(status["bytesScanned"].as_u64().is_some_and(|n| n > 0), "{status}");
             break id;
         }
         assert!(Instant::now() < deadline, "the lake did not catch up within 20 s: {page}");
