@@ -210,8 +210,7 @@ async fn execute(lake: &lake::Lake, memory_limit: usize, sql: &str, path: &Path)
     let ctx = EmbeddedEngine::counted_session(lake, memory_limit, read.clone()).await?;
     let frame = ctx.sql_with_options(sql, EmbeddedEngine::query_options()).await.map_err(|e| e.to_string())?;
     let plan = frame.create_physical_plan().await.map_err(|e| e.to_string())?;
-    let mut stream =
-        datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx()).map_err(|e| e.to_string())?;
+    let mut stream = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx()).map_err(|e| e.to_string())?;
     let partial = path.with_extension("arrow.partial");
     let file = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
     let mut writer = FileWriter::try_new(std::io::BufWriter::new(file), &stream.schema()).map_err(|e| e.to_string())?;
