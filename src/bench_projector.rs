@@ -4,6 +4,7 @@
 //! and index, the ceiling for writing the lines alone. All in one run, on fresh databases.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::Context;
@@ -32,6 +33,10 @@ pub struct ProjectorArgs {
     pub postgres: String,
     #[arg(long, env = "TEST_MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306")]
     pub mysql: String,
+    /// Consumers applying batches at once for the second (a) figure, as template.yaml's `ProjectorParallelization`
+    /// (Lambda's `ParallelizationFactor`) deploys the projector; the first is always one consumer.
+    #[arg(long, default_value_t = 2)]
+    pub consumers: usize,
     /// Network round trip to add between this process and the databases, in milliseconds (0: loopback as is).
     /// Every measurement of the run goes through the same delaying proxy.
     #[arg(long, default_value_t = 0.0)]
@@ -102,13 +107,36 @@ fn lines(orders: &[Order]) -> usize {
     orders.iter().map(|o| o.items.as_slice().len()).sum()
 }
 
-/// (a): this projector, `batch` records per transaction.
-async fn projector_rate(url: &str, changes: &[OrderChange], batch: usize, line_count: usize) -> anyhow::Result<f64> {
-    let model = ReadModel::connect(url)?;
+/// (a): this projector, `batch` records per transaction, by `consumers` consumers at once: each takes the records
+/// of its own orders (routed by order id, as Lambda's `ParallelizationFactor` routes a shard's records by key) in
+/// stream order, one batch at a time.
+async fn projector_rate(
+    url: &str,
+    changes: &[OrderChange],
+    batch: usize,
+    line_count: usize,
+    consumers: usize,
+) -> anyhow::Result<f64> {
+    let model = Arc::new(ReadModel::connect(url)?);
     model.migrate().await?;
+    let mut lanes: Vec<Vec<OrderChange>> = vec![Vec::new(); consumers.max(1)];
+    for c in changes {
+        let lane = c.order_id().as_str().bytes().map(u64::from).sum::<u64>() % lanes.len() as u64;
+        lanes[lane as usize].push(c.clone());
+    }
     let start = Instant::now();
-    for chunk in changes.chunks(batch) {
-        model.apply(chunk).await?;
+    let mut running = tokio::task::JoinSet::new();
+    for lane in lanes {
+        let model = model.clone();
+        running.spawn(async move {
+            for chunk in lane.chunks(batch) {
+                model.apply(chunk).await?;
+            }
+            Ok::<_, projector::ProjectionError>(())
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        done??;
     }
     let rate = line_count as f64 / start.elapsed().as_secs_f64();
     model.close().await;
@@ -271,10 +299,22 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         [("PostgreSQL", &args.postgres, "postgres", false), ("MariaDB", &args.mysql, "test", true)]
     {
         let base = &via_rtt(server, args.rtt_ms).await?;
-        let a = projector_rate(&fresh_database(base, admin, &name).await?, &changes, args.batch, total_lines).await?;
+        let one =
+            projector_rate(&fresh_database(base, admin, &name).await?, &changes, args.batch, total_lines, 1).await?;
+        let (a, consumers) = match args.consumers {
+            0 | 1 => (one, 1),
+            n => (
+                projector_rate(&fresh_database(base, admin, &name).await?, &changes, args.batch, total_lines, n)
+                    .await?,
+                n,
+            ),
+        };
         let b = baseline_rate(&fresh_database(base, admin, &name).await?, baseline, mysql).await?;
         println!("{label}:");
-        println!("  (a) this projector             {a:>10.0} lines/s");
+        println!("  (a) this projector, 1 consumer {one:>10.0} lines/s   (a)/(b) = {:.1}x", one / b);
+        if consumers > 1 {
+            println!("  (a) {consumers} consumers at once     {a:>10.0} lines/s   ({:.2}x one consumer)", a / one);
+        }
         println!("  (b) one INSERT per line        {b:>10.0} lines/s   (a)/(b) = {:.1}x  (goal >= 20x)", a / b);
         met &= a / b >= 20.0;
         if !mysql {
