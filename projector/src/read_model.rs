@@ -708,13 +708,13 @@ impl ReadModel {
             }
             self.insert(conn, rows, ITEM_HEAD, tail).await?;
         }
-        if self.dialect == Dialect::MySql && !recheck.is_empty() {
-            // Not InnoDB's UPDATE with a subquery (as below): that reads the lines with shared locks while this
-            // transaction holds the totals' rows, and a concurrent consumer holding new lines of the same items
-            // and waiting for those rows made it a deadlock (the two-consumer test: one small batch in six). A
-            // plain read under READ COMMITTED (`Pool::begin_write`) sees every transaction that committed before
-            // it; one that has not yet committed lines of these items cannot commit before this one (it waits for
-            // the totals' rows held here) and then folds its own dates in.
+        if self.dialect == Dialect::MySql {
+            // Not InnoDB's UPDATE with a subquery, as PostgreSQL does below: InnoDB reads the lines for it with
+            // shared locks while this transaction holds the totals' rows, and a concurrent consumer holding new
+            // lines of the same items and waiting for those rows made that a deadlock (the two-consumer test: one
+            // small batch in six). A plain read at READ COMMITTED (`Pool::begin_write`) sees every transaction
+            // that committed before it; one that has not yet committed lines of these items cannot commit before
+            // this one (it waits for the totals' rows held here) and then folds its own dates in.
             let dates = self.latest_order_dates(conn, &recheck).await?;
             // The rows exist (the increments above made them): only their last order date is replaced.
             for chunk in recheck.chunks(CHUNK) {
@@ -731,15 +731,17 @@ impl ReadModel {
                 }
                 self.insert(conn, rows, ITEM_HEAD, &self.dialect.upsert(&["itemid"], &["lastorderdate"])).await?;
             }
-        }
-        for chunk in recheck.chunks(CHUNK).filter(|_| self.dialect != Dialect::MySql) {
-            let sql = format!(
-                "UPDATE item_sales SET lastorderdate = (SELECT MAX(o.orderdate) FROM orderitems i \
-                 JOIN orders o ON o.orderid = i.orderid WHERE i.itemid = item_sales.itemid AND o.orderstatus = 'created') \
-                 WHERE {}",
-                self.dialect.in_list("itemid", chunk.len())
-            );
-            self.with_ids(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
+        } else {
+            // PostgreSQL's subquery reads the statement's snapshot, without locks: the same reasoning holds.
+            for chunk in recheck.chunks(CHUNK) {
+                let sql = format!(
+                    "UPDATE item_sales SET lastorderdate = (SELECT MAX(o.orderdate) FROM orderitems i \
+                     JOIN orders o ON o.orderid = i.orderid WHERE i.itemid = item_sales.itemid \
+                     AND o.orderstatus = 'created') WHERE {}",
+                    self.dialect.in_list("itemid", chunk.len())
+                );
+                self.with_ids(sql, chunk.iter().map(|i| i.as_str())).run(conn).await?;
+            }
         }
         // Only where a contribution went away can a total have shrunk, to zero or (corrupt) below.
         if !recheck.is_empty() {
