@@ -296,6 +296,30 @@ async fn clear(model: &ReadModel) {
     model.clear().await.unwrap();
 }
 
+/// The read model holds exactly what `history`'s final write model gives when recomputed: orders and lines, item
+/// and month totals, and the newest position.
+async fn assert_equals_recomputation(model: &ReadModel, history: &History, what: &str) {
+    let snap = model.snapshot().await.unwrap();
+    let expected_orders: BTreeMap<OrderId, Order> =
+        history.final_state.iter().map(|(k, o)| (k.clone(), canonical(o))).collect();
+    assert_eq!(snap.orders, expected_orders, "{what}: orders and lines");
+    let totals = Totals::recompute(history.final_orders());
+    let items: BTreeMap<_, _> = totals
+        .items
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.revenue = v.revenue.normalize();
+            (k, v)
+        })
+        .collect();
+    assert_eq!(snap.items, items, "{what}: item totals");
+    let months: BTreeMap<(ItemId, SaleMonth), i64> = totals.months;
+    assert_eq!(snap.months, months, "{what}: monthly totals");
+    if let Some(last) = history.changes.last() {
+        assert_eq!(snap.positions["test"].0, last.position().sequence, "{what}: position");
+    }
+}
+
 /// Random histories of create / amend / cancel / delete over a few orders, delivered in batches with duplicates,
 /// retried batch prefixes and replays: the read model must equal a recomputation from the final write model.
 async fn property(backend: Backend) {
@@ -315,25 +339,7 @@ async fn property(backend: Backend) {
         for batch in history.batches(&mut rng) {
             db.model.apply(&batch).await.unwrap_or_else(|e| panic!("{backend:?} seed {seed}: {e}"));
         }
-        let snap = db.model.snapshot().await.unwrap();
-        let expected_orders: BTreeMap<OrderId, Order> =
-            history.final_state.iter().map(|(k, o)| (k.clone(), canonical(o))).collect();
-        assert_eq!(snap.orders, expected_orders, "{backend:?} seed {seed}: orders and lines");
-        let totals = Totals::recompute(history.final_orders());
-        let items: BTreeMap<_, _> = totals
-            .items
-            .into_iter()
-            .map(|(k, mut v)| {
-                v.revenue = v.revenue.normalize();
-                (k, v)
-            })
-            .collect();
-        assert_eq!(snap.items, items, "{backend:?} seed {seed}: item totals");
-        let months: BTreeMap<(ItemId, SaleMonth), i64> = totals.months;
-        assert_eq!(snap.months, months, "{backend:?} seed {seed}: monthly totals");
-        if let Some(last) = history.changes.last() {
-            assert_eq!(snap.positions["test"].0, last.position().sequence, "{backend:?} seed {seed}: position");
-        }
+        assert_equals_recomputation(&db.model, &history, &format!("{backend:?} seed {seed}")).await;
     }
     db.drop_database().await;
 }
@@ -409,24 +415,7 @@ async fn concurrent_property(backend: Backend) {
         };
         let (a, b) = tokio::join!(consume(lane_of(0)), consume(lane_of(1)));
         retries += a + b;
-        let snap = db.model.snapshot().await.unwrap();
-        let expected_orders: BTreeMap<OrderId, Order> =
-            history.final_state.iter().map(|(k, o)| (k.clone(), canonical(o))).collect();
-        assert_eq!(snap.orders, expected_orders, "{backend:?} seed {seed}: orders and lines");
-        let totals = Totals::recompute(history.final_orders());
-        let items: BTreeMap<_, _> = totals
-            .items
-            .into_iter()
-            .map(|(k, mut v)| {
-                v.revenue = v.revenue.normalize();
-                (k, v)
-            })
-            .collect();
-        assert_eq!(snap.items, items, "{backend:?} seed {seed}: item totals");
-        assert_eq!(snap.months, totals.months, "{backend:?} seed {seed}: monthly totals");
-        if let Some(last) = history.changes.last() {
-            assert_eq!(snap.positions["test"].0, last.position().sequence, "{backend:?} seed {seed}: position");
-        }
+        assert_equals_recomputation(&db.model, &history, &format!("{backend:?} seed {seed}")).await;
     }
     println!("{backend:?}: {} concurrent histories, {retries} batches retried after a deadlock", cases() / 4);
     db.drop_database().await;
