@@ -473,7 +473,8 @@ impl Pool {
     /// A transaction that writes projected changes. On MySQL it runs at READ COMMITTED (sent with its `START
     /// TRANSACTION`, for this transaction only): each read then sees what committed before it, as on PostgreSQL,
     /// and InnoDB takes no gap locks for it, so consumers applying other orders at the same time (shards, or
-    /// Lambda's `ParallelizationFactor`) meet only on the totals' rows, which every batch locks in one order.
+    /// Lambda's `ParallelizationFactor`) meet only on the totals' rows, which every batch locks in one order, and
+    /// then on the epoch and position rows.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Pool::MySql(p) => {
