@@ -2,7 +2,9 @@
 //! and RDS Proxy's MySQL IAM needs options no URL carries: the cleartext plugin, and no session `SET`s). Statements
 //! bind text and integers, and on PostgreSQL also whole columns as binary arrays; rows come back as text, integers
 //! or NULL, which is all the projection reads, and on PostgreSQL also as times and decimals, decoded from the
-//! binary values it sends (no conversion in SQL).
+//! binary values it sends (no conversion in SQL). On MySQL nothing is prepared: RDS Proxy pins the session of any
+//! prepared statement, binary protocol or not, so statements go out as text with their arguments written in as
+//! literals (`mysql_text_statement`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,7 +22,9 @@ use sqlx::{
     Row, Sqlite, SqlitePool, Transaction, Type, TypeInfo, ValueRef,
 };
 
-use crate::dialect::Dialect;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::dialect::{Dialect, MYSQL_STATEMENT_LIMIT, push_mysql_text};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
@@ -343,6 +347,79 @@ fn only_postgres() -> sqlx::Error {
     sqlx::Error::Protocol("array parameters are bound on PostgreSQL only".into())
 }
 
+/// `sql` with each `?` placeholder replaced by the next of `args` as a MySQL literal (`push_mysql_text` for text,
+/// digits for integers, `NULL`), for MySQL's text protocol. Placeholders are only looked for outside quoted
+/// strings, quoted names and comments; a count of placeholders other than the arguments' is refused (a bug).
+pub fn mysql_text_statement(sql: &str, args: &[Arg]) -> Result<String, sqlx::Error> {
+    use std::fmt::Write;
+    let mismatch = || sqlx::Error::Protocol(format!("{} arguments for the placeholders of: {sql}", args.len()));
+    let mut out = String::with_capacity(sql.len() + args.len() * 16);
+    let mut args = args.iter();
+    let bytes = sql.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'\'' | b'"' | b'`') => {
+                // To the closing quote; a doubled quote or (outside names) a backslash escapes what follows.
+                i += 1;
+                while i < bytes.len() {
+                    let escaped = bytes[i] == b'\\' && quote != b'`';
+                    if escaped || (bytes[i] == quote && bytes.get(i + 1) == Some(&quote)) {
+                        i += 2;
+                    } else if bytes[i] == quote {
+                        break;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'#' => i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => i = sql[i + 2..].find("*/").map_or(bytes.len(), |n| i + n + 3),
+            b'?' => {
+                out.push_str(&sql[copied..i]);
+                copied = i + 1;
+                match args.next().ok_or_else(mismatch)? {
+                    Arg::Text(t) | Arg::OptText(Some(t)) => push_mysql_text(&mut out, t),
+                    Arg::OptText(None) => out.push_str("NULL"),
+                    // Writing to a String cannot fail.
+                    Arg::Int(n) => {
+                        let _ = write!(out, "{n}");
+                    }
+                    Arg::Array(_) => return Err(only_postgres()),
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if args.next().is_some() {
+        return Err(mismatch());
+    }
+    out.push_str(&sql[copied.min(sql.len())..]);
+    Ok(out)
+}
+
+/// The longest statement sent to MySQL by this process (see `longest_mysql_statement`).
+static LONGEST_MYSQL_STATEMENT: AtomicUsize = AtomicUsize::new(0);
+
+/// The length in bytes of the longest statement this process has sent to MySQL: the projection keeps every one
+/// within `MYSQL_STATEMENT_LIMIT` (tests check it after whole batches).
+pub fn longest_mysql_statement() -> usize {
+    LONGEST_MYSQL_STATEMENT.load(Ordering::Relaxed)
+}
+
+/// `sql` as it goes to MySQL: counted, and logged where it is long enough for RDS Proxy to pin the session.
+fn to_mysql(sql: String) -> sqlx::RawSql {
+    LONGEST_MYSQL_STATEMENT.fetch_max(sql.len(), Ordering::Relaxed);
+    if sql.len() > MYSQL_STATEMENT_LIMIT {
+        let start = sql.get(..sql.len().min(60)).unwrap_or_default();
+        tracing::warn!(bytes = sql.len(), sql = start, "a statement over 16 KB: RDS Proxy pins the session sending it");
+    }
+    sqlx::raw_sql(AssertSqlSafe(sql))
+}
+
 #[derive(Debug, Clone)]
 pub enum Pool {
     Postgres(PgPool),
@@ -470,17 +547,27 @@ impl Pool {
         })
     }
 
-    /// A transaction that writes projected changes. On MySQL it runs at READ COMMITTED (sent with its `START
-    /// TRANSACTION`, for this transaction only): each read then sees what committed before it, as on PostgreSQL,
-    /// and InnoDB takes no gap locks for it, so consumers applying other orders at the same time (shards, or
-    /// Lambda's `ParallelizationFactor`) meet only on the totals' rows, which every batch locks in one order, and
-    /// then on the epoch and position rows.
+    /// A transaction that writes projected changes. On MySQL it runs at READ COMMITTED: each read then sees what
+    /// committed before it, as on PostgreSQL, and InnoDB takes no gap locks for it, so consumers applying other
+    /// orders at the same time (shards, or Lambda's `ParallelizationFactor`) meet only on the totals' rows, which
+    /// every batch locks in one order, and then on the epoch and position rows. The level is set for the session
+    /// (`mysql_begin`): RDS Proxy tracks a session's isolation level, but pins the session of a `SET TRANSACTION`
+    /// for the next transaction only.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        match self {
+            Pool::MySql(p) => mysql_begin(p, "READ COMMITTED").await,
+            _ => self.begin().await,
+        }
+    }
+
+    /// A read-only transaction whose reads all see one snapshot: REPEATABLE READ, on PostgreSQL set by its `BEGIN`
+    /// (RDS Proxy pins a PostgreSQL session on any `SET`), on MySQL for the session as `begin_write` does; SQLite
+    /// reads one WAL snapshot.
+    pub async fn begin_snapshot(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
-            Pool::MySql(p) => {
-                Tx::MySql(p.begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION").await?)
-            }
-            _ => self.begin().await?,
+            Pool::Postgres(p) => Tx::Postgres(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?),
+            Pool::MySql(p) => mysql_begin(p, "REPEATABLE READ").await?,
+            Pool::Sqlite(_) => self.begin().await?,
         })
     }
 
@@ -518,6 +605,16 @@ impl Pool {
     }
 }
 
+/// A transaction on a connection of `pool` whose session is first set to `level` (a statement of its own: one
+/// round trip more, and nothing for a proxy to parse out of a multi-statement text).
+async fn mysql_begin(pool: &MySqlPool, level: &'static str) -> Result<Tx, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let set = format!("SET SESSION TRANSACTION ISOLATION LEVEL {level}");
+    to_mysql(set).execute(&mut *conn).await?;
+    // What `Pool::begin` does with the connection it acquires (public, though not in sqlx's documentation).
+    Ok(Tx::MySql(Transaction::begin(conn, None).await?))
+}
+
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
@@ -532,10 +629,10 @@ impl Tx {
     pub async fn run(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
         Ok(match self {
             Tx::Postgres(t) => bound_pg!(sql, args).execute(&mut **t).await?.rows_affected(),
-            Tx::MySql(t) => bound!(MySql, sql, args).execute(&mut **t).await?.rows_affected(),
+            Tx::MySql(t) => to_mysql(mysql_text_statement(sql, args)?).execute(&mut **t).await?.rows_affected(),
             Tx::Sqlite(t) => bound!(Sqlite, sql, args).execute(&mut **t).await?.rows_affected(),
             Tx::PostgresRead(c) => bound_pg!(sql, args).execute(&mut **c).await?.rows_affected(),
-            Tx::MySqlRead(c) => bound!(MySql, sql, args).execute(&mut **c).await?.rows_affected(),
+            Tx::MySqlRead(c) => to_mysql(mysql_text_statement(sql, args)?).execute(&mut **c).await?.rows_affected(),
             Tx::SqliteRead(c) => bound!(Sqlite, sql, args).execute(&mut **c).await?.rows_affected(),
         })
     }
@@ -545,10 +642,10 @@ impl Tx {
         let raw = || sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
         Ok(match self {
             Tx::Postgres(t) => raw().execute(&mut **t).await?.rows_affected(),
-            Tx::MySql(t) => raw().execute(&mut **t).await?.rows_affected(),
+            Tx::MySql(t) => to_mysql(sql.to_owned()).execute(&mut **t).await?.rows_affected(),
             Tx::Sqlite(t) => raw().execute(&mut **t).await?.rows_affected(),
             Tx::PostgresRead(c) => raw().execute(&mut **c).await?.rows_affected(),
-            Tx::MySqlRead(c) => raw().execute(&mut **c).await?.rows_affected(),
+            Tx::MySqlRead(c) => to_mysql(sql.to_owned()).execute(&mut **c).await?.rows_affected(),
             Tx::SqliteRead(c) => raw().execute(&mut **c).await?.rows_affected(),
         })
     }
@@ -568,8 +665,14 @@ impl Tx {
         match self {
             Tx::Postgres(t) => map_pg(bound_pg!(sql, args).fetch(&mut **t), f).await,
             Tx::PostgresRead(c) => map_pg(bound_pg!(sql, args).fetch(&mut **c), f).await,
-            Tx::MySql(t) => map_rows(bound!(MySql, sql, args).fetch(&mut **t), |r| f(RowRef::MySql(r))).await,
-            Tx::MySqlRead(c) => map_rows(bound!(MySql, sql, args).fetch(&mut **c), |r| f(RowRef::MySql(r))).await,
+            Tx::MySql(t) => {
+                let sql = to_mysql(mysql_text_statement(sql, args)?);
+                map_rows(sql.fetch(&mut **t), |r| f(RowRef::MySql(r))).await
+            }
+            Tx::MySqlRead(c) => {
+                let sql = to_mysql(mysql_text_statement(sql, args)?);
+                map_rows(sql.fetch(&mut **c), |r| f(RowRef::MySql(r))).await
+            }
             Tx::Sqlite(t) => map_rows(bound!(Sqlite, sql, args).fetch(&mut **t), |r| f(RowRef::Sqlite(r))).await,
             Tx::SqliteRead(c) => map_rows(bound!(Sqlite, sql, args).fetch(&mut **c), |r| f(RowRef::Sqlite(r))).await,
         }
@@ -600,6 +703,32 @@ mod tests {
         for url in ["mysql://u@proxy/orders", "mysql://u@proxy/orders?ssl-mode=PREFERRED"] {
             assert!(mysql_options(url, Mode::RdsIam).is_err(), "{url}");
         }
+    }
+
+    #[test]
+    fn given_mysql_placeholders_then_arguments_are_written_in_as_literals_only_outside_quotes_and_comments() {
+        let sql = "SELECT '?', \"?\", `?`, 'it''s ?', 'a\\'?' FROM t -- ?\n\
+                   WHERE a = ? AND b IN (?, ?) /* ? */ AND c = ? # ?\nAND d = ?";
+        let args = [
+            Arg::Text("z3333".into()),
+            Arg::Text("x'); DROP TABLE orders; --".into()),
+            Arg::OptText(None),
+            Arg::Int(-42),
+            Arg::OptText(Some("2022-10-13 08:30:00.000".into())),
+        ];
+        let hex: String = "x'); DROP TABLE orders; --".bytes().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            mysql_text_statement(sql, &args).unwrap(),
+            format!(
+                "SELECT '?', \"?\", `?`, 'it''s ?', 'a\\'?' FROM t -- ?\n\
+                 WHERE a = 'z3333' AND b IN (X'{hex}', NULL) /* ? */ AND c = -42 # ?\nAND d = '2022-10-13 08:30:00.000'"
+            )
+        );
+        assert!(mysql_text_statement("SELECT ?", &[]).is_err(), "a placeholder without an argument");
+        assert!(mysql_text_statement("SELECT 1", &[Arg::Int(1)]).is_err(), "an argument without a placeholder");
+        let array = Arg::Array(Array::Int(vec![Some(1)]));
+        assert!(mysql_text_statement("SELECT ?", &[array]).is_err(), "arrays are PostgreSQL's");
+        assert_eq!(mysql_text_statement("SELECT 'unterminated ?", &[]).unwrap(), "SELECT 'unterminated ?");
     }
 
     #[test]

@@ -276,7 +276,7 @@ pub enum Val {
 }
 
 /// Rows for one multi-row INSERT. On SQLite they go out as `VALUES (...), (...)`, one parameter per value; on
-/// MySQL as the same `VALUES` with the values written in as literals (`mysql_literal_statement`); on PostgreSQL
+/// MySQL as the same `VALUES` with the values written in as literals (`mysql_literal_statements`); on PostgreSQL
 /// as `SELECT * FROM UNNEST(...)` with one binary array parameter per column, whose planning cost does not grow
 /// with the row count (a `VALUES` list of thousands of parameters costs ~30 us a row to plan) and which the
 /// server reads without parsing text (decimals excepted: their text is cast to NUMERIC).
@@ -285,55 +285,114 @@ pub struct RowSet {
     rows: Vec<Vec<Val>>,
 }
 
+/// The longest statement sent to MySQL: RDS Proxy pins the session of "any statement with a text size greater
+/// than 16 KB" (its documentation, for every engine), and on MySQL statements are sent as text with their values
+/// written in. Multi-row statements and id lists are cut to fit; what does not fit is logged (`db`).
+pub const MYSQL_STATEMENT_LIMIT: usize = 16_000;
+
+/// Appends `value` as a MySQL literal that cannot carry SQL whatever the session's `sql_mode`: text as
+/// `push_mysql_text` writes it, integers and decimals as Rust formats them (digits, sign, point), times as
+/// `time_value` writes them (digits and separators), quoted.
+pub fn push_mysql_literal(sql: &mut String, value: Val) {
+    use std::fmt::Write;
+    match value {
+        Val::Text(t) => push_mysql_text(sql, &t),
+        // Writing to a String cannot fail.
+        Val::Int(n) => {
+            let _ = write!(sql, "{n}");
+        }
+        Val::Decimal(d) => {
+            let _ = write!(sql, "{d}");
+        }
+        Val::Time(at) => {
+            sql.push('\'');
+            sql.push_str(&Dialect::MySql.time_value(&at));
+            sql.push('\'');
+        }
+        Val::Null => sql.push_str("NULL"),
+    }
+}
+
+/// Text a quoted MySQL literal carries as it is: printable ASCII but the quote and the backslash, the only
+/// characters a single-quoted string treats specially (with or without `NO_BACKSLASH_ESCAPES`), and the same
+/// bytes in every ASCII-based connection character set.
+fn plain_mysql_text(text: &str) -> bool {
+    text.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'\'' && b != b'\\')
+}
+
+/// Appends `text` as a MySQL string literal that cannot carry SQL: quoted as it is where `plain_mysql_text`
+/// allows (ids, statuses, times: compared with their columns in the columns' own collation, so through their
+/// indexes), else as a hex literal (`X'c3a9'`: only hex digits between the quotes).
+pub fn push_mysql_text(sql: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if plain_mysql_text(text) {
+        sql.push('\'');
+        sql.push_str(text);
+        sql.push('\'');
+        return;
+    }
+    sql.push_str("X'");
+    for b in text.bytes() {
+        sql.push(char::from(HEX[usize::from(b >> 4)]));
+        sql.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    sql.push('\'');
+}
+
+/// The length of `push_mysql_text`'s literal for `text`.
+pub fn mysql_text_len(text: &str) -> usize {
+    if plain_mysql_text(text) { text.len() + 2 } else { 2 * text.len() + 3 }
+}
+
 impl RowSet {
-    /// The statement with every value written in as a literal that cannot carry SQL, for MySQL's text protocol:
-    /// text as a hex literal (`X'6974656d2d31'`: only hex digits between the quotes), integers and decimals as
-    /// Rust formats them (digits, sign, point), times as `time_value` writes them (digits and separators). A
-    /// prepared statement of thousands of parameters cost the server more than parsing the same values as
-    /// literals (and, with a different row count each batch, a prepare round trip too). No casts: MySQL converts
-    /// each value to its column's type as it stores it (exactly, and strictly: a bad time is an error), and a
-    /// CAST per value cost a quarter of an item-totals upsert.
-    pub fn mysql_literal_statement(self, head: &str, tail: &str) -> String {
-        use std::fmt::Write;
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut sql = String::with_capacity(self.rows.len() * self.cols.len() * 24 + head.len() + tail.len() + 16);
-        sql.push_str(head);
-        sql.push_str(" VALUES ");
-        for (r, row) in self.rows.into_iter().enumerate() {
-            sql.push_str(if r == 0 { "(" } else { ", (" });
+    /// The statements with every value written in as a literal that cannot carry SQL, for MySQL's text protocol
+    /// (`push_mysql_literal`), as many rows to a statement as fit in `limit` bytes (RDS Proxy pins the session of
+    /// any statement over 16 KB: `MYSQL_STATEMENT_LIMIT`); a row longer than that by itself goes alone. A prepared
+    /// statement of thousands of parameters cost the server more than parsing the same values as literals (and,
+    /// with a different row count each batch, a prepare round trip too), and prepared statements pin proxy
+    /// sessions as well. No casts: MySQL converts each value to its column's type as it stores it (exactly, and
+    /// strictly: a bad time is an error), and a CAST per value cost a quarter of an item-totals upsert.
+    pub fn mysql_literal_statements(self, head: &str, tail: &str, limit: usize) -> Vec<String> {
+        let start = |capacity: usize| {
+            let mut sql = String::with_capacity(capacity);
+            sql.push_str(head);
+            sql.push_str(" VALUES ");
+            sql
+        };
+        let finish = |mut sql: String| {
+            sql.push(' ');
+            sql.push_str(tail);
+            sql
+        };
+        let fixed = head.len() + " VALUES ".len() + 1 + tail.len();
+        let mut statements = Vec::new();
+        let mut sql = start(limit.min(fixed + self.rows.len() * self.cols.len() * 16));
+        let mut row_text = String::new();
+        let mut rows_in = 0;
+        for row in self.rows {
+            row_text.clear();
+            row_text.push('(');
             for (i, v) in row.into_iter().enumerate() {
                 if i > 0 {
-                    sql.push_str(", ");
+                    row_text.push_str(", ");
                 }
-                match v {
-                    Val::Text(t) => {
-                        sql.push_str("X'");
-                        for b in t.bytes() {
-                            sql.push(char::from(HEX[usize::from(b >> 4)]));
-                            sql.push(char::from(HEX[usize::from(b & 0x0f)]));
-                        }
-                        sql.push('\'');
-                    }
-                    // Writing to a String cannot fail.
-                    Val::Int(n) => {
-                        let _ = write!(sql, "{n}");
-                    }
-                    Val::Decimal(d) => {
-                        let _ = write!(sql, "{d}");
-                    }
-                    Val::Time(at) => {
-                        sql.push('\'');
-                        sql.push_str(&Dialect::MySql.time_value(&at));
-                        sql.push('\'');
-                    }
-                    Val::Null => sql.push_str("NULL"),
-                }
+                push_mysql_literal(&mut row_text, v);
             }
-            sql.push(')');
+            row_text.push(')');
+            if rows_in > 0 && sql.len() + 2 + row_text.len() + 1 + tail.len() > limit {
+                statements.push(finish(std::mem::replace(&mut sql, start(limit))));
+                rows_in = 0;
+            }
+            if rows_in > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&row_text);
+            rows_in += 1;
         }
-        sql.push(' ');
-        sql.push_str(tail);
-        sql
+        if rows_in > 0 {
+            statements.push(finish(sql));
+        }
+        statements
     }
 
     pub fn new(cols: &[Col]) -> RowSet {
@@ -487,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn given_hostile_text_when_rows_are_written_as_literals_then_text_is_only_hex_digits() {
+    fn given_hostile_text_when_rows_are_written_as_literals_then_it_is_hex_digits_and_plain_text_is_quoted() {
         let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2022, 10, 13, 8, 30, 0).unwrap();
         let mut rows = RowSet::new(&[Col::Text, Col::Int, Col::Decimal, Col::Time, Col::Decimal]);
         rows.push(vec![
@@ -497,17 +556,57 @@ mod tests {
             Val::Time(at),
             Val::Null,
         ]);
-        rows.push(vec![Val::Text(String::new()), Val::Int(0), Val::Decimal(Decimal::ZERO), Val::Null, Val::Null]);
-        let sql = rows.mysql_literal_statement("INSERT INTO t (a, b, c, d, e)", "ON DUPLICATE KEY UPDATE b = b");
-        let hex: String = "x'); DROP TABLE orders; -- \\ é".bytes().map(|b| format!("{b:02x}")).collect();
+        rows.push(vec![Val::Text("z3333".into()), Val::Int(0), Val::Decimal(Decimal::ZERO), Val::Null, Val::Null]);
+        for hostile in ["a'b", "a\\", "é", "\n", "\0"] {
+            rows.push(vec![Val::Text(hostile.into()), Val::Int(1), Val::Null, Val::Null, Val::Null]);
+        }
+        let statements =
+            rows.mysql_literal_statements("INSERT INTO t (a, b, c, d, e)", "ON DUPLICATE KEY UPDATE b = b", 10_000);
+        let hex = |t: &str| -> String { t.bytes().map(|b| format!("{b:02x}")).collect() };
         assert_eq!(
-            sql,
-            format!(
-                "INSERT INTO t (a, b, c, d, e) VALUES (X'{hex}', -7, -12.345, '2022-10-13 08:30:00.000', NULL), \
-                 (X'', 0, 0, NULL, NULL) ON DUPLICATE KEY UPDATE b = b"
-            )
+            statements,
+            [format!(
+                "INSERT INTO t (a, b, c, d, e) VALUES (X'{}', -7, -12.345, '2022-10-13 08:30:00.000', NULL), \
+                 ('z3333', 0, 0, NULL, NULL), (X'{}', 1, NULL, NULL, NULL), (X'{}', 1, NULL, NULL, NULL), \
+                 (X'{}', 1, NULL, NULL, NULL), (X'{}', 1, NULL, NULL, NULL), (X'{}', 1, NULL, NULL, NULL) \
+                 ON DUPLICATE KEY UPDATE b = b",
+                hex("x'); DROP TABLE orders; -- \\ é"),
+                hex("a'b"),
+                hex("a\\"),
+                hex("é"),
+                hex("\n"),
+                hex("\0"),
+            )]
         );
-        assert!(!sql.contains("DROP"));
+        assert!(!statements[0].contains("DROP"));
+        for text in ["z3333", "a'b", "é", ""] {
+            let mut sql = String::new();
+            push_mysql_text(&mut sql, text);
+            assert_eq!(sql.len(), mysql_text_len(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn given_more_rows_than_fit_then_they_go_out_in_statements_each_within_the_limit_in_order() {
+        let mut rows = RowSet::new(&[Col::Text, Col::Int]);
+        for i in 0..1_000 {
+            rows.push(vec![Val::Text(format!("order-{i:05}")), Val::Int(i)]);
+        }
+        let (head, tail) = ("INSERT INTO t (a, b)", "ON DUPLICATE KEY UPDATE b = VALUES(b)");
+        let statements = rows.mysql_literal_statements(head, tail, 2_000);
+        assert!(statements.len() > 1, "{}", statements.len());
+        let mut seen = Vec::new();
+        for sql in &statements {
+            assert!(sql.len() <= 2_000, "{} bytes", sql.len());
+            assert!(sql.starts_with("INSERT INTO t (a, b) VALUES ('order-") && sql.ends_with(tail), "{sql}");
+            seen.extend(sql.match_indices("'order-").map(|(at, _)| sql[at + 7..at + 12].parse::<i64>().unwrap()));
+        }
+        assert_eq!(seen, (0..1_000).collect::<Vec<_>>(), "every row once, in order");
+        // A limit no row fits in still sends every row, one to a statement.
+        let mut one = RowSet::new(&[Col::Text]);
+        one.push(vec![Val::Text("a".repeat(100))]);
+        one.push(vec![Val::Text("b".repeat(100))]);
+        assert_eq!(one.mysql_literal_statements("INSERT INTO t (a)", "", 50).len(), 2);
     }
 
     #[test]

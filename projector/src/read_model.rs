@@ -18,7 +18,7 @@ use crate::db::{Arg, Cell, DbRow, Mode, Pool, RowRef, Tx};
 
 mod logins;
 mod reports;
-use crate::dialect::{Col, Dialect, RowSet, Val};
+use crate::dialect::{Col, Dialect, MYSQL_STATEMENT_LIMIT, RowSet, Val, mysql_text_len};
 pub use logins::{DbRole, LoginAuth};
 pub use reports::{
     Cursor, Epoch, Grouped, ItemPage, ItemQuery, ItemRow, ItemSort, MonthRow, PositionRow, ProjectedVersion, ReadAt,
@@ -27,6 +27,33 @@ pub use reports::{
 /// Rows per multi-row statement: at most 8 columns x 2,000 rows = 16,000 parameters, inside every backend's limit
 /// (SQLite 32,766; PostgreSQL and MySQL 65,535). Fewer, larger statements are what make a batch cheap.
 const CHUNK: usize = 2_000;
+
+/// The part of an id-list statement on MySQL that is not its ids, at most (the longest, the totals' check, is
+/// under 400 bytes).
+const MYSQL_SQL_AROUND_IDS: usize = 1_024;
+
+/// `ids` cut into the lists of one `in_list` statement each: at most `CHUNK` ids, and on MySQL, where they are
+/// written in as literals, no more than keep the statement within `MYSQL_STATEMENT_LIMIT`.
+fn id_chunks<T: AsRef<str>>(dialect: Dialect, ids: &[T]) -> Vec<&[T]> {
+    if dialect != Dialect::MySql {
+        return ids.chunks(CHUNK).collect();
+    }
+    let budget = MYSQL_STATEMENT_LIMIT - MYSQL_SQL_AROUND_IDS;
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, id) in ids.iter().enumerate() {
+        let len = mysql_text_len(id.as_ref()) + ", ".len();
+        if i > start && (bytes + len > budget || i - start == CHUNK) {
+            chunks.push(&ids[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if start < ids.len() {
+        chunks.push(&ids[start..]);
+    }
+    chunks
+}
 
 /// The migrations of `migrations/<dialect>`, compiled in (sqlx's layout: `<version>_<description>.sql`). Listed
 /// here rather than found by sqlx's `migrate!` macro, which would pull its proc-macro build into every binary.
@@ -196,14 +223,6 @@ impl Stmt {
     async fn run(&self, conn: &mut Tx) -> Result<u64> {
         let started = std::time::Instant::now();
         let n = conn.run(&self.sql, &self.args).await?;
-        self.trace(started, n);
-        Ok(n)
-    }
-
-    /// Runs a statement without parameters as plain text, unprepared (MySQL's text protocol).
-    async fn run_unprepared(&self, conn: &mut Tx) -> Result<u64> {
-        let started = std::time::Instant::now();
-        let n = conn.execute_raw(&self.sql).await?;
         self.trace(started, n);
         Ok(n)
     }
@@ -466,8 +485,8 @@ impl ReadModel {
         // Each statement reads the rows of `ids` (or all of them), a chunk of ids at a time.
         let chunked = |ids: Option<&[&OrderId]>, sql: &dyn Fn(&str) -> String| -> Vec<Stmt> {
             match ids {
-                Some(ids) => ids
-                    .chunks(CHUNK)
+                Some(ids) => id_chunks(self.dialect, ids)
+                    .into_iter()
                     .map(|chunk| {
                         let filter = format!(" WHERE {}", self.dialect.in_list("orderid", chunk.len()));
                         self.with_ids(sql(&filter), chunk.iter().map(|id| id.as_str()))
@@ -561,20 +580,23 @@ impl ReadModel {
     }
 
     async fn delete_in(&self, conn: &mut Tx, table: &str, ids: &[&OrderId]) -> Result<()> {
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in id_chunks(self.dialect, ids) {
             let sql = format!("DELETE FROM {table} WHERE {}", self.dialect.in_list("orderid", chunk.len()));
             self.with_ids(sql, chunk.iter().map(|id| id.as_str())).run(conn).await?;
         }
         Ok(())
     }
 
-    /// Sends `rows` as one multi-row INSERT (`VALUES`, with literals on MySQL, or `UNNEST` arrays on PostgreSQL).
+    /// Sends `rows` as a multi-row INSERT (`VALUES`, or `UNNEST` arrays on PostgreSQL); on MySQL, with literals,
+    /// as many statements as keep each within `MYSQL_STATEMENT_LIMIT`.
     async fn insert(&self, conn: &mut Tx, rows: RowSet, head: &str, tail: &str) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
         if self.dialect == Dialect::MySql {
-            Stmt::new(rows.mysql_literal_statement(head, tail)).run_unprepared(conn).await?;
+            for sql in rows.mysql_literal_statements(head, tail, MYSQL_STATEMENT_LIMIT) {
+                Stmt::new(sql).run(conn).await?;
+            }
             return Ok(());
         }
         let (sql, args) = rows.statement(self.dialect, head, tail).map_err(corrupt)?;
@@ -733,7 +755,7 @@ impl ReadModel {
             }
         } else {
             // PostgreSQL's subquery reads the statement's snapshot, without locks: the same reasoning holds.
-            for chunk in recheck.chunks(CHUNK) {
+            for chunk in id_chunks(self.dialect, &recheck) {
                 let sql = format!(
                     "UPDATE item_sales SET lastorderdate = (SELECT MAX(o.orderdate) FROM orderitems i \
                      JOIN orders o ON o.orderid = i.orderid WHERE i.itemid = item_sales.itemid \
@@ -745,7 +767,7 @@ impl ReadModel {
         }
         // Only where a contribution went away can a total have shrunk, to zero or (corrupt) below.
         if !recheck.is_empty() {
-            for chunk in recheck.chunks(CHUNK) {
+            for chunk in id_chunks(self.dialect, &recheck) {
                 let check = format!(
                     "SELECT itemid, totalordered, ordercount, pricedordered FROM item_sales WHERE {} \
                      AND (ordercount < 0 OR totalordered < 0 OR (ordercount = 0 AND totalordered <> 0) \
@@ -772,7 +794,7 @@ impl ReadModel {
     async fn latest_order_dates(&self, conn: &mut Tx, items: &[&ItemId]) -> Result<BTreeMap<ItemId, DateTime<Utc>>> {
         let d = self.dialect;
         let mut dates = BTreeMap::new();
-        for chunk in items.chunks(CHUNK) {
+        for chunk in id_chunks(self.dialect, items) {
             let sql = format!(
                 "SELECT i.itemid, {} FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
                  WHERE {} AND o.orderstatus = 'created' GROUP BY i.itemid",
@@ -853,7 +875,7 @@ impl ReadModel {
             d.upsert(&["itemid"], &["totalordered", "totalrevenue", "pricedordered", "ordercount", "lastorderdate"]);
         self.insert(conn, rows, ITEM_HEAD, &tail).await?;
         if emptied {
-            for chunk in items.chunks(CHUNK) {
+            for chunk in id_chunks(self.dialect, &items) {
                 let sql = format!(
                     "DELETE FROM item_sales WHERE {} AND ordercount = 0",
                     self.dialect.in_list("itemid", chunk.len())
@@ -882,7 +904,7 @@ impl ReadModel {
         // Months nothing counts in any more are removed, as a GROUP BY would not show them.
         let shrunk: Vec<&ItemId> =
             months.iter().filter(|(_, q)| **q < 0).map(|((i, _), _)| i).collect::<BTreeSet<_>>().into_iter().collect();
-        for chunk in shrunk.chunks(CHUNK) {
+        for chunk in id_chunks(self.dialect, &shrunk) {
             let check = format!(
                 "SELECT itemid, sale_month, monthlyordered FROM item_monthly_sales WHERE {} AND monthlyordered < 0",
                 self.dialect.in_list("itemid", chunk.len())

@@ -715,3 +715,121 @@ async fn given_a_statement_fails_part_way_through_a_batch_then_its_error_is_retu
         db.drop_database().await;
     }
 }
+
+/// `n` as an id of 64 characters (the longest the id rules allow), starting with `prefix`.
+fn long_id(prefix: &str, n: u64) -> String {
+    format!("{prefix}{n:0>width$}", width = 64 - prefix.len())
+}
+
+/// Lines of 1-3 distinct items out of `items` long ids, some priced.
+fn long_lines(rng: &mut Rng, items: u64) -> Lines {
+    let start = rng.below(items);
+    let lines = (0..1 + rng.below(3))
+        .map(|i| domain::OrderLine {
+            itemid: ItemId::parse(&long_id("item-", (start + i) % items)).unwrap(),
+            quantity: domain::Quantity::new(1 + rng.below(20) as u32).unwrap(),
+            unit_price: rng
+                .chance(50)
+                .then(|| domain::UnitPrice::new(rust_decimal::Decimal::new(rng.below(100_000) as i64, 2)).unwrap()),
+        })
+        .collect();
+    Lines::new(lines).unwrap()
+}
+
+#[tokio::test]
+async fn given_batches_of_the_longest_ids_on_mariadb_then_no_statement_is_long_enough_for_rds_proxy_to_pin() {
+    // Given 2,000 new orders with 64-character ids over 1,500 items of 64-character ids in one batch, then a batch
+    // amending, cancelling and deleting most of them (lines read and deleted, last order dates rechecked, emptied
+    // totals removed): every statement kind with its longest lists.
+    let db = fresh(Backend::MariaDb).await;
+    let mut rng = Rng::new(7);
+    let now = at("2026-11-21T10:00:00Z");
+    let mut state: BTreeMap<OrderId, Order> = BTreeMap::new();
+    let mut changes: Vec<OrderChange> = Vec::new();
+    let push = |changes: &mut Vec<OrderChange>, kind, before: Option<&Order>, after: Option<&Order>| {
+        let seq = changes.len() as u64 + 1;
+        let position = domain::Position { source: "test".into(), sequence: domain::change::Sequence::from(seq) };
+        changes.push(OrderChange::new(kind, before.cloned(), after.cloned(), position, now).unwrap());
+    };
+    for n in 0..2_000 {
+        let draft = domain::OrderDraft {
+            order_id: OrderId::parse(&long_id("order-", n)).unwrap(),
+            lines: long_lines(&mut rng, 1_500),
+            order_date: Some(at("2022-01-01T00:00:00Z") + chrono::Duration::hours(rng.below(24 * 700) as i64)),
+        };
+        let Ok(domain::CreateDecision::Create(order)) = domain::decide_create(draft, None, now) else {
+            panic!("a valid order")
+        };
+        push(&mut changes, ChangeKind::Insert, None, Some(&order));
+        state.insert(order.order_id.clone(), order);
+    }
+    let first = changes.len();
+    for (n, (id, current)) in state.clone().into_iter().enumerate() {
+        let command = match n % 4 {
+            0 | 1 => domain::OrderCommand::Amend { lines: long_lines(&mut rng, 1_500), expected: current.version },
+            2 => domain::OrderCommand::Cancel { expected: None },
+            _ => domain::OrderCommand::Delete { expected: None },
+        };
+        match command.decide(Some(&current), &id, now).unwrap() {
+            domain::Decision::Replace(next) => {
+                push(&mut changes, ChangeKind::Modify, Some(&current), Some(&next));
+                state.insert(id, next);
+            }
+            domain::Decision::Remove => {
+                push(&mut changes, ChangeKind::Remove, Some(&current), None);
+                state.remove(&id);
+            }
+            domain::Decision::Unchanged => {}
+        }
+    }
+
+    // When they are applied as two batches.
+    db.model.apply(&changes[..first]).await.unwrap();
+    db.model.apply(&changes[first..]).await.unwrap();
+
+    // Then the read model is right, and no statement this process sent to MySQL was over RDS Proxy's 16 KB (the
+    // lists were long enough to need cutting: the longest statements come close to the limit).
+    let history = History { changes, final_state: state };
+    assert_equals_recomputation(&db.model, &history, "long ids").await;
+    let longest = projector::db::longest_mysql_statement();
+    assert!(longest <= projector::dialect::MYSQL_STATEMENT_LIMIT, "a statement of {longest} bytes");
+    assert!(longest > projector::dialect::MYSQL_STATEMENT_LIMIT * 3 / 4, "the longest statement: {longest} bytes");
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn given_statements_with_arguments_on_mariadb_then_none_is_prepared() {
+    // Given a connection of the read model's pool (RDS Proxy pins the session of any prepared statement).
+    let db = fresh(Backend::MariaDb).await;
+    let pool = projector::db::Pool::connect_lazy(Dialect::MySql, &db.url, projector::db::Mode::Url).unwrap();
+    let mut tx = pool.begin_write().await.unwrap();
+    let prepared = |rows: Vec<projector::db::DbRow>| rows[0].text(1).unwrap().parse::<u64>().unwrap();
+    let status = "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'";
+    let before = prepared(tx.fetch(status, &[]).await.unwrap());
+
+    // When statements with text, integer and NULL arguments run and read rows.
+    use projector::db::Arg;
+    let insert = "INSERT INTO projection_positions (source, sequence, last_changed_at, applied_at) VALUES (?, ?, ?, ?)";
+    // (the source column is ASCII, as ids are; the sequence column takes any text)
+    let hostile = "x'); DROP TABLE orders; -- \\";
+    let args = [
+        Arg::Text(hostile.into()),
+        Arg::Text("é ünïcode".into()),
+        Arg::Text("2026-11-21 10:00:00.000".into()),
+        Arg::Text("2026-11-21 10:00:01.000".into()),
+    ];
+    assert_eq!(tx.run(insert, &args).await.unwrap(), 1);
+    let read = "SELECT source, sequence, ? FROM projection_positions WHERE source = ? AND ? IS NULL";
+    let rows = tx.fetch(read, &[Arg::Int(-7), args[0].clone(), Arg::OptText(None)]).await.unwrap();
+
+    // Then they did what they say, hostile text stayed a value, and the session prepared nothing.
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].text(0).unwrap(), hostile);
+    assert_eq!(rows[0].text(1).unwrap(), "é ünïcode");
+    assert_eq!(rows[0].int(2).unwrap(), -7);
+    assert_eq!(prepared(tx.fetch(status, &[]).await.unwrap()), before, "statements prepared");
+    tx.commit().await.unwrap();
+    pool.close().await;
+    assert!(db.rows_in("orders").await == 0);
+    db.drop_database().await;
+}

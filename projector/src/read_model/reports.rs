@@ -262,12 +262,7 @@ impl ReadModel {
 
     /// A read-only transaction whose reads all see one snapshot.
     async fn read_snapshot(&self) -> Result<Tx> {
-        let mut tx = self.pool.begin().await?;
-        if self.dialect == Dialect::Postgres {
-            // MySQL/InnoDB reads are repeatable within a transaction by default; SQLite reads one WAL snapshot.
-            Stmt::new("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY".into()).run(&mut tx).await?;
-        }
-        Ok(tx)
+        Ok(self.pool.begin_snapshot().await?)
     }
 
     async fn read_positions(&self, tx: &mut Tx) -> Result<Vec<PositionRow>> {
