@@ -41,6 +41,10 @@ pub struct ProjectorArgs {
     /// Every measurement of the run goes through the same delaying proxy.
     #[arg(long, default_value_t = 0.0)]
     pub rtt_ms: f64,
+    /// The longest statement the projector sends to MariaDB, as `READ_MODEL_MAX_STATEMENT_BYTES` sets it (default
+    /// 16,000: what RDS Proxy passes without pinning the session).
+    #[arg(long, default_value_t = projector::dialect::MYSQL_STATEMENT_LIMIT)]
+    pub max_statement_bytes: usize,
 }
 
 /// Deterministic orders: ~3 lines (1-5) over 5,000 items, dates over 36 months, 60 % of lines priced.
@@ -116,8 +120,9 @@ async fn projector_rate(
     batch: usize,
     line_count: usize,
     consumers: usize,
+    mysql_statement_limit: usize,
 ) -> anyhow::Result<f64> {
-    let model = Arc::new(ReadModel::connect(url)?);
+    let model = Arc::new(ReadModel::connect(url)?.with_mysql_statement_limit(mysql_statement_limit));
     model.migrate().await?;
     let mut lanes: Vec<Vec<OrderChange>> = vec![Vec::new(); consumers.max(1)];
     for c in changes {
@@ -293,18 +298,21 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
     if args.rtt_ms > 0.0 {
         println!("every connection goes through a proxy adding {} ms of round trip", args.rtt_ms);
     }
+    println!("statements to MariaDB of at most {} bytes", args.max_statement_bytes);
     let name = format!("bench_projector_{}", std::process::id());
     let mut met = true;
     for (label, server, admin, mysql) in
         [("PostgreSQL", &args.postgres, "postgres", false), ("MariaDB", &args.mysql, "test", true)]
     {
         let base = &via_rtt(server, args.rtt_ms).await?;
+        let limit = args.max_statement_bytes;
         let one =
-            projector_rate(&fresh_database(base, admin, &name).await?, &changes, args.batch, total_lines, 1).await?;
+            projector_rate(&fresh_database(base, admin, &name).await?, &changes, args.batch, total_lines, 1, limit)
+                .await?;
         let (a, consumers) = match args.consumers {
             0 | 1 => (one, 1),
             n => (
-                projector_rate(&fresh_database(base, admin, &name).await?, &changes, args.batch, total_lines, n)
+                projector_rate(&fresh_database(base, admin, &name).await?, &changes, args.batch, total_lines, n, limit)
                     .await?,
                 n,
             ),

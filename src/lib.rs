@@ -25,6 +25,9 @@ pub struct Settings {
     pub read_model_reader_url: Option<String>,
     /// `READ_MODEL_AUTH`: the URL's password (default) or RDS IAM tokens.
     pub read_model_auth: projector::rds::Auth,
+    /// `READ_MODEL_MAX_STATEMENT_BYTES`: the longest statement sent to MySQL (default 16,000, what RDS Proxy
+    /// passes without pinning the session; more for a MySQL without the proxy).
+    pub mysql_statement_limit: usize,
     /// Where local state lives (`DATA_DIR`): the embedded store and, by default, the SQLite read model, the lake,
     /// query records and results, and the notice outbox.
     pub data_dir: PathBuf,
@@ -78,6 +81,10 @@ impl Settings {
                     reason,
                 }
             })?,
+            mysql_statement_limit: {
+                let raw = env.get(projector::dialect::MYSQL_STATEMENT_LIMIT_VAR);
+                projector::dialect::parse_mysql_statement_limit(raw.as_deref()).map_err(ConfigError::Setting)?
+            },
             lake_url: env.get("LAKE_URL").unwrap_or_else(|| data_dir.join("lake").display().to_string()),
             lake_flush: std::time::Duration::from_millis(env.parse_or("LAKE_FLUSH_MS", 2_000u64)?),
             query_engine: match env.get("QUERY_ENGINE").as_deref() {
@@ -117,7 +124,8 @@ pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
     }
     let model = ReadModel::open(&settings.read_model_url, settings.read_model_auth)
         .await
-        .map_err(|e| RunError::ReadModel(e.to_string()))?;
+        .map_err(|e| RunError::ReadModel(e.to_string()))?
+        .with_mysql_statement_limit(settings.mysql_statement_limit);
     model.migrate().await.map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_URL)")))?;
     Ok(model)
 }
@@ -296,7 +304,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         Some(url) => Arc::new(
             ReadModel::open(url, settings.read_model_auth)
                 .await
-                .map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_READER_URL)")))?,
+                .map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_READER_URL)")))?
+                .with_mysql_statement_limit(settings.mysql_statement_limit),
         ),
         None => model.clone(),
     };
@@ -554,6 +563,17 @@ mod tests {
     fn a_read_model_url_must_name_a_supported_database() {
         let err = Settings::from_env(&Env::from_pairs(&[("READ_MODEL_URL", "oracle://x")])).unwrap_err();
         assert!(err.to_string().starts_with("READ_MODEL_URL=\"oracle://x\" is invalid"), "{err}");
+    }
+
+    #[test]
+    fn statements_to_mysql_stay_within_what_rds_proxy_passes_unless_raised() {
+        let s = Settings::from_env(&Env::from_pairs(&[])).unwrap();
+        assert_eq!(s.mysql_statement_limit, 16_000);
+        let raised = Env::from_pairs(&[("READ_MODEL_MAX_STATEMENT_BYTES", "1048576")]);
+        assert_eq!(Settings::from_env(&raised).unwrap().mysql_statement_limit, 1_048_576);
+        let lowered = Env::from_pairs(&[("READ_MODEL_MAX_STATEMENT_BYTES", "4096")]);
+        let err = Settings::from_env(&lowered).unwrap_err();
+        assert!(err.to_string().starts_with("READ_MODEL_MAX_STATEMENT_BYTES=\"4096\": expected bytes"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use sqlx::{
     Row, Sqlite, SqlitePool, Transaction, Type, TypeInfo, ValueRef,
 };
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::dialect::{Dialect, MYSQL_STATEMENT_LIMIT, push_mysql_text};
 
@@ -410,12 +410,18 @@ pub fn longest_mysql_statement() -> usize {
     LONGEST_MYSQL_STATEMENT.load(Ordering::Relaxed)
 }
 
-/// `sql` as it goes to MySQL: counted, and logged where it is long enough for RDS Proxy to pin the session.
+/// `sql` as it goes to MySQL: counted, and the first that is long enough for RDS Proxy to pin the session logged
+/// (once: with `READ_MODEL_MAX_STATEMENT_BYTES` raised, every batch sends such statements on purpose).
 fn to_mysql(sql: String) -> sqlx::RawSql {
+    static WARNED: AtomicBool = AtomicBool::new(false);
     LONGEST_MYSQL_STATEMENT.fetch_max(sql.len(), Ordering::Relaxed);
-    if sql.len() > MYSQL_STATEMENT_LIMIT {
+    if sql.len() > MYSQL_STATEMENT_LIMIT && !WARNED.swap(true, Ordering::Relaxed) {
         let start = sql.get(..sql.len().min(60)).unwrap_or_default();
-        tracing::warn!(bytes = sql.len(), sql = start, "a statement over 16 KB: RDS Proxy pins the session sending it");
+        tracing::warn!(
+            bytes = sql.len(),
+            sql = start,
+            "statements over 16 KB are being sent to MySQL: RDS Proxy pins the sessions sending them (logged once)"
+        );
     }
     sqlx::raw_sql(AssertSqlSafe(sql))
 }
