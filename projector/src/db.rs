@@ -7,6 +7,7 @@
 //! literals (`mysql_text_statement`).
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,8 +22,6 @@ use sqlx::{
     AssertSqlSafe, Column, ColumnIndex, Connection, Database, Decode, Executor, MySql, MySqlPool, PgPool, Postgres,
     Row, Sqlite, SqlitePool, Transaction, Type, TypeInfo, ValueRef,
 };
-
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::dialect::{Dialect, MYSQL_STATEMENT_LIMIT, push_mysql_text};
 
@@ -405,7 +404,7 @@ pub fn mysql_text_statement(sql: &str, args: &[Arg]) -> Result<String, sqlx::Err
 static LONGEST_MYSQL_STATEMENT: AtomicUsize = AtomicUsize::new(0);
 
 /// The length in bytes of the longest statement this process has sent to MySQL: the projection keeps every one
-/// within `MYSQL_STATEMENT_LIMIT` (tests check it after whole batches).
+/// within its read model's limit, `MYSQL_STATEMENT_LIMIT` unless raised (tests check it after whole batches).
 pub fn longest_mysql_statement() -> usize {
     LONGEST_MYSQL_STATEMENT.load(Ordering::Relaxed)
 }
