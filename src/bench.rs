@@ -145,14 +145,14 @@ async fn load(url: &str, connections: usize, warmup: Duration, measure: Duration
     Ok(all)
 }
 
-/// The `p` quantile of sorted microsecond latencies, in milliseconds.
+/// The `p` quantile of sorted samples, in their own unit (NaN for none).
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
     // Index arithmetic on a percentile; a float here is a statistic, not money.
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+    sorted[idx.min(sorted.len() - 1)] as f64
 }
 
 /// The rows the store writes for `count` orders: (order_id, create_hash, image) per order.
@@ -214,12 +214,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let load = result?;
     let done = load.latencies_us.len();
     let throughput = done as f64 / load.elapsed.as_secs_f64();
-    let (p50, p99) = (percentile(&load.latencies_us, 0.50), percentile(&load.latencies_us, 0.99));
+    let ms = |p| percentile(&load.latencies_us, p) / 1_000.0;
+    let (p50, p99) = (ms(0.50), ms(0.99));
     println!("  throughput       {throughput:>10.0} orders/s  ({done} orders, {} errors)", load.errors);
-    println!(
-        "  latency          p50 {p50:.2} ms   p99 {p99:.2} ms   max {:.2} ms",
-        percentile(&load.latencies_us, 1.0)
-    );
+    println!("  latency          p50 {p50:.2} ms   p99 {p99:.2} ms   max {:.2} ms", ms(1.0));
 
     let rows = rows(done.max(1_000))?;
     println!(

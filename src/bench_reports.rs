@@ -27,27 +27,35 @@ pub struct ReportsArgs {
     pub postgres: String,
 }
 
-/// Sorted latencies in microseconds → (p50, p99) in milliseconds.
-fn p50_p99(mut us: Vec<u64>) -> (f64, f64) {
-    us.sort_unstable();
-    (crate::bench::percentile(&us, 0.5), crate::bench::percentile(&us, 0.99))
+/// Latencies in nanoseconds → (p50, p99) in milliseconds.
+fn p50_p99(mut ns: Vec<u64>) -> (f64, f64) {
+    ns.sort_unstable();
+    let ms = |p| crate::bench::percentile(&ns, p) / 1_000_000.0;
+    (ms(0.5), ms(0.99))
 }
 
-/// Runs `$body` (an expression that may `.await` and `?`) 20 times to warm up, then `$n` times timed: (p50, p99).
-macro_rules! timed {
-    ($n:expr, |$i:ident| $body:expr) => {{
-        let n: usize = $n;
-        for $i in 0..n.min(20) {
-            $body;
+/// Times several requests in turn: after 20 warm-up rounds, `$n` rounds in each of which every `$body` (an
+/// expression that may `.await` and `?`, with `$i` the round) runs once, timed on its own; then binds each `$name`
+/// to its (p50, p99). Measured in turn rather than one after the other, a slow spell of the machine (another
+/// tenant, a vacuum) falls on all of them alike, so that their ratios hold while the absolute times drift.
+macro_rules! timed_in_turn {
+    ($n:expr, |$i:ident| { $($name:ident => $body:expr),+ $(,)? }) => {
+        $( let mut $name: Vec<u64> = Vec::new(); )+
+        {
+            let n: usize = $n;
+            let warm = n.min(20);
+            for $i in 0..warm + n {
+                $(
+                    let started = Instant::now();
+                    $body;
+                    if $i >= warm {
+                        $name.push(started.elapsed().as_nanos() as u64);
+                    }
+                )+
+            }
         }
-        let mut us = Vec::with_capacity(n);
-        for $i in 0..n {
-            let started = Instant::now();
-            $body;
-            us.push(started.elapsed().as_micros() as u64);
-        }
-        p50_p99(us)
-    }};
+        $( let $name = p50_p99($name); )+
+    };
 }
 
 /// A database holding `orders` projected orders: reused from an earlier run unless `fresh`.
@@ -130,22 +138,6 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
     let full = client.get(format!("{base}/itemSalesReport")).send().await?.error_for_status()?.text().await?;
     let item_count = serde_json::from_str::<serde_json::Value>(&full)?.as_array().map(Vec::len).unwrap_or(0);
     println!("reports: {} orders; the item report has {item_count} items ({} KB)", args.orders, full.len() / 1024);
-    let http_items = timed!(args.requests, |_i| {
-        client.get(format!("{uncached}/itemSalesReport")).send().await?.error_for_status()?.bytes().await?
-    });
-    let http_month = timed!(args.requests, |i| {
-        let uri = format!("{uncached}/monthlySalesByItem/{}", items[i % items.len()]);
-        client.get(uri).send().await?.error_for_status()?.bytes().await?
-    });
-    let http_floor = timed!(args.requests, |_i| client.get(&floor).send().await?.error_for_status()?.bytes().await?);
-    let kept_items = timed!(args.requests, |_i| {
-        client.get(format!("{base}/itemSalesReport")).send().await?.error_for_status()?.bytes().await?
-    });
-    let kept_month = timed!(args.requests, |i| {
-        // The same 20 items in turn: each answer is computed once, then kept (no writes meanwhile).
-        let uri = format!("{base}/monthlySalesByItem/{}", items[i % 20]);
-        client.get(uri).send().await?.error_for_status()?.bytes().await?
-    });
 
     // The read model's own calls (the SQL plus decoding into rows), without HTTP and JSON.
     let whole = projector::read_model::ItemQuery {
@@ -154,22 +146,13 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
         limit: None,
         after: None,
     };
-    let call_items = timed!(args.requests, |_i| model.item_report(&whole).await?);
-    let call_month =
-        timed!(args.requests, |i| { model.monthly_report(&domain::ItemId::parse(&items[i % items.len()])?).await? });
-
-    // The raw SQL of our reports, on one connection.
+    // The raw SQL of our reports, on one connection of its own.
     let mut db = PgConnection::connect(&url).await?;
     projector::nodelay::set_on_tcp_sockets();
     let raw_items_sql = "SELECT itemid, totalordered, totalrevenue, pricedordered, ordercount, lastorderdate \
                          FROM item_sales WHERE ordercount > 0 ORDER BY itemid COLLATE \"C\"";
     let raw_month_sql = "SELECT sale_month, monthlyordered FROM item_monthly_sales \
                          WHERE itemid = $1 AND monthlyordered > 0 ORDER BY sale_month DESC";
-    let raw_items = timed!(args.requests, |_i| sqlx::query(raw_items_sql).fetch_all(&mut db).await?);
-    let raw_month = timed!(args.requests, |i| {
-        sqlx::query(raw_month_sql).bind(&items[i % items.len()]).fetch_all(&mut db).await?
-    });
-
     // The earlier version's SQL: a GROUP BY over every line per request (with no status, as it was; its monthly
     // query grouped by a formatted month and ordered by the raw date, which PostgreSQL and MySQL's
     // ONLY_FULL_GROUP_BY refuse, so the nearest query that runs orders by the group's latest date).
@@ -178,9 +161,36 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
     let old_month_sql = "SELECT to_char(o.orderdate, 'FMMonth YYYY') AS monthyear, SUM(i.quantity) AS monthlyordered \
                          FROM orders o JOIN orderitems i ON o.orderid = i.orderid WHERE i.itemid = $1 \
                          GROUP BY to_char(o.orderdate, 'FMMonth YYYY') ORDER BY MAX(o.orderdate) DESC";
-    let old_items = timed!(args.grouped_runs, |_i| sqlx::query(old_items_sql).fetch_all(&mut db).await?);
-    let old_month = timed!(args.requests, |i| {
-        sqlx::query(old_month_sql).bind(&items[i % items.len()]).fetch_all(&mut db).await?
+
+    // Each report's ways of asking in turn, round after round (see `timed_in_turn`).
+    timed_in_turn!(args.requests, |i| {
+        http_items => client.get(format!("{uncached}/itemSalesReport")).send().await?.error_for_status()?.bytes().await?,
+        kept_items => client.get(format!("{base}/itemSalesReport")).send().await?.error_for_status()?.bytes().await?,
+        call_items => model.item_report(&whole).await?,
+        raw_items => sqlx::query(raw_items_sql).fetch_all(&mut db).await?,
+    });
+    timed_in_turn!(args.requests, |i| {
+        http_month => {
+            let uri = format!("{uncached}/monthlySalesByItem/{}", items[i % items.len()]);
+            client.get(uri).send().await?.error_for_status()?.bytes().await?
+        },
+        // The same 20 items in turn: each answer is computed once, then kept (no writes meanwhile).
+        kept_month => {
+            let uri = format!("{base}/monthlySalesByItem/{}", items[i % 20]);
+            client.get(uri).send().await?.error_for_status()?.bytes().await?
+        },
+        call_month => model.monthly_report(&domain::ItemId::parse(&items[i % items.len()])?).await?,
+        raw_month => sqlx::query(raw_month_sql).bind(&items[i % items.len()]).fetch_all(&mut db).await?,
+        http_floor => client.get(&floor).send().await?.error_for_status()?.bytes().await?,
+    });
+    // The earlier SQL on its own: a request just after one of its ~9 ms queries took twice as long to wake
+    // (monthly over HTTP: 0.96-1.18 ms in turn with it, 0.54-0.59 ms without), which would be its doing, not ours.
+    timed_in_turn!(args.requests, |i| {
+        old_month => sqlx::query(old_month_sql).bind(&items[i % items.len()]).fetch_all(&mut db).await?,
+    });
+    // About a second each: on their own too, last.
+    timed_in_turn!(args.grouped_runs, |_i| {
+        old_items => sqlx::query(old_items_sql).fetch_all(&mut db).await?,
     });
 
     let row = |label: &str, (p50, p99): (f64, f64)| println!("  {label:<44} p50 {p50:>9.3} ms   p99 {p99:>9.3} ms");
