@@ -199,12 +199,14 @@ async fn given_a_query_over_the_lake_then_its_bytes_scanned_count_what_it_read_f
         let view = run(&engine, "SELECT itemid, SUM(quantity) FROM order_lines_current GROUP BY itemid").await;
 
         // Then what each read is counted: files this small are read whole with their footer, and a pass reads a
-        // file's data pages at most once more
+        // file's data pages at most once more. The view's second pass skips what the first leaves it (footers
+        // already cached, files the join's dynamic filter rules out), as much as it gets to before opening each
+        // file: the view reads at least one pass and at most two, and the same query can count differently.
         assert_eq!((table.state, view.state), (State::Succeeded, State::Succeeded), "{:?}", view.failure);
         let (once, twice) = (table.bytes_scanned.unwrap_or(0), view.bytes_scanned.unwrap_or(0));
         let files = parquet.len();
         assert!(once >= lake_bytes && once <= 2 * lake_bytes, "{once} of {lake_bytes} bytes in {files} files");
-        assert!(twice >= once && twice <= 4 * lake_bytes, "{twice} through the view, {once} directly");
+        assert!(twice >= lake_bytes && twice <= 4 * lake_bytes, "{twice} of {lake_bytes} through the view");
         assert!(view.run_time_ms.is_some());
     }
 }
