@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Timelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -15,8 +15,15 @@ pub const MAX_QUANTITY: u32 = 1_000_000;
 pub const MAX_PRICE_SCALE: u32 = 4;
 
 /// Timestamps are kept at millisecond precision so that every store returns exactly what was written.
+///
+/// A leap second (`23:59:60`, which RFC 3339 allows and chrono keeps as a second of 1,000-1,999 ms) becomes the
+/// last millisecond of the second before it: it stays in the minute, day and month it was written in, and every
+/// store (PostgreSQL, MySQL's DATETIME, SQLite text, Parquet, DynamoDB) holds it. Stores without leap seconds
+/// would otherwise move it into the next minute (PostgreSQL, and with it the next month on 31 December) or refuse
+/// it (MySQL, error 1292).
 pub fn timestamp(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.trunc_subsecs(3)
+    let at = at.trunc_subsecs(3);
+    if at.nanosecond() >= 1_000_000_000 { at.with_nanosecond(999_000_000).unwrap_or(at) } else { at }
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2022-10-13T09:30:00.000Z`: the one text form of a time.

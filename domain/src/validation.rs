@@ -20,6 +20,15 @@ pub fn max_future() -> Duration {
     Duration::days(1)
 }
 
+/// The earliest `orderDate` accepted: every read-model backend and the lake store times from here on exactly
+/// (MySQL's DATETIME starts at year 1000; engines differ on dates before the Gregorian calendar of 1582), and no
+/// order of a shop is older.
+pub const EARLIEST_ORDER_DATE: &str = "1900-01-01T00:00:00Z";
+
+fn earliest_order_date() -> DateTime<Utc> {
+    DateTime::from_timestamp(-2_208_988_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {
     /// JSON path of the offending value, e.g. `items[2].quantity`; empty for the body itself.
@@ -43,8 +52,18 @@ impl Violations {
         self.0.is_empty()
     }
 
-    fn into_result<T>(self, ok: impl FnOnce() -> T) -> Result<T, InputError> {
-        if self.0.is_empty() { Ok(ok()) } else { Err(InputError::Invalid(self)) }
+    /// `parts` when every part was read and nothing was reported; otherwise the violations (a part that is
+    /// missing was reported where it was read; should one ever not be, the body itself is named, never a panic).
+    fn into_result<T>(mut self, parts: Option<T>) -> Result<T, InputError> {
+        match parts {
+            Some(parts) if self.0.is_empty() => Ok(parts),
+            _ => {
+                if self.0.is_empty() {
+                    self.add("", "is not a valid request");
+                }
+                Err(InputError::Invalid(self))
+            }
+        }
     }
 }
 
@@ -166,9 +185,17 @@ fn parse_object<'a>(body: &'a [u8]) -> Result<Result<Object<'a>, Violations>, In
         Ok(obj) => Ok(Ok(obj)),
         Err(_) => {
             let mut v = Violations::default();
-            v.add("", format!("must be a JSON object, not {}", kind_name(kind(raw))));
+            v.add("", not_an_object(raw));
             Ok(Err(v))
         }
+    }
+}
+
+/// Why `raw` did not read as an object: it is something else, or an object with a member name no string holds.
+fn not_an_object(raw: &RawValue) -> String {
+    match kind(raw) {
+        Kind::Object => "has a member name that is not valid Unicode text (a lone surrogate escape)".to_owned(),
+        other => format!("must be a JSON object, not {}", kind_name(other)),
     }
 }
 
@@ -177,7 +204,14 @@ fn string(raw: &RawValue, field: &str, out: &mut Violations) -> Option<String> {
         out.add(field, format!("must be a string, not {}", kind_name(kind(raw))));
         return None;
     }
-    serde_json::from_str::<String>(raw.get()).ok()
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(text) => Some(text),
+        Err(_) => {
+            // JSON's own parser takes `"\ud800"`; a lone surrogate is not a character, so no string holds it.
+            out.add(field, "must be valid Unicode text (a lone surrogate escape such as \\ud800 is not)");
+            None
+        }
+    }
 }
 
 fn id<T>(
@@ -227,7 +261,7 @@ fn integer(raw: Option<&RawValue>, field: &str, lo: u64, hi: u64, out: &mut Viol
 fn price(raw: &RawValue, field: &str, out: &mut Violations) -> Option<UnitPrice> {
     let text = match kind(raw) {
         Kind::Number => raw.get().to_owned(),
-        Kind::String => serde_json::from_str::<String>(raw.get()).ok()?,
+        Kind::String => string(raw, field, out)?,
         k => {
             out.add(field, format!("must be a decimal number or a decimal string, not {}", kind_name(k)));
             return None;
@@ -258,6 +292,10 @@ fn order_date(raw: &RawValue, field: &str, now: DateTime<Utc>, out: &mut Violati
         out.add(field, "must not be more than 1 day in the future");
         return None;
     }
+    if at < earliest_order_date() {
+        out.add(field, format!("must not be before {EARLIEST_ORDER_DATE}"));
+        return None;
+    }
     Some(timestamp(at))
 }
 
@@ -282,7 +320,7 @@ fn lines(raw: Option<&RawValue>, out: &mut Violations) -> Option<Lines> {
     for (i, element) in elements.iter().enumerate() {
         let path = format!("items[{i}]");
         let Ok(obj) = serde_json::from_str::<Object<'_>>(element.get()) else {
-            out.add(path, format!("must be an object, not {}", kind_name(kind(element))));
+            out.add(path, not_an_object(element));
             continue;
         };
         let f = Fields::new(&path, obj, &["itemid", "quantity", "unitPrice"], out);
@@ -324,10 +362,11 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderDraft, Input
         None => Some(None),
         Some(r) => order_date(r, "orderDate", now, &mut out).map(Some),
     };
-    out.into_result(|| match (order_id, lines, order_date) {
-        (Some(order_id), Some(lines), Some(order_date)) => OrderDraft { order_id, lines, order_date },
-        _ => unreachable!("a missing part was reported as a violation"),
-    })
+    let parts = match (order_id, lines, order_date) {
+        (Some(order_id), Some(lines), Some(order_date)) => Some(OrderDraft { order_id, lines, order_date }),
+        _ => None,
+    };
+    out.into_result(parts)
 }
 
 /// A validated amend body: the new lines and, if the body carried one, the version the client read.
@@ -357,10 +396,11 @@ pub fn parse_amendment(body: &[u8], path_id: &OrderId) -> Result<Amendment, Inpu
         None => Some(None),
         Some(r) => integer(Some(r), "version", 1, u64::MAX, &mut out).and_then(Version::new).map(Some),
     };
-    out.into_result(|| match (lines, version) {
-        (Some(lines), Some(version)) => Amendment { lines, version },
-        _ => unreachable!("a missing part was reported as a violation"),
-    })
+    let parts = match (lines, version) {
+        (Some(lines), Some(version)) => Some(Amendment { lines, version }),
+        _ => None,
+    };
+    out.into_result(parts)
 }
 
 #[cfg(test)]
@@ -518,6 +558,57 @@ mod tests {
             fields(r#"{"orderId":"a","orderDate":"yesterday","items":[{"itemid":"a","quantity":1}]}"#),
             ["orderDate"]
         );
+    }
+
+    #[test]
+    fn given_a_leap_second_then_it_is_the_last_millisecond_of_its_minute_in_the_month_it_was_written() {
+        let draft = parse_create(
+            br#"{"orderId":"a","orderDate":"2016-12-31T23:59:60Z","items":[{"itemid":"a","quantity":1}]}"#,
+            now(),
+        )
+        .unwrap();
+        let at = draft.order_date.unwrap();
+        assert_eq!(crate::order::format_time(&at), "2016-12-31T23:59:59.999Z");
+        assert_eq!(crate::projection::SaleMonth::of(at).as_str(), "2016-12");
+        let offset = parse_create(
+            br#"{"orderId":"a","orderDate":"2017-01-01T04:59:60.5+05:00","items":[{"itemid":"a","quantity":1}]}"#,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(offset.order_date, Some(at), "a leap second written in another offset is the same instant");
+        assert_eq!(crate::order::parse_time("2016-12-31T23:59:60.250Z"), Some(at), "stored text reads the same");
+    }
+
+    #[test]
+    fn given_an_order_date_before_1900_then_it_is_refused_naming_the_earliest() {
+        let old = violations(r#"{"orderId":"a","orderDate":"1899-12-31T23:59:59.999Z","items":[{"itemid":"a","quantity":1}]}"#);
+        assert_eq!(old, [("orderDate".to_owned(), "must not be before 1900-01-01T00:00:00Z".to_owned())]);
+        for early in ["0000-01-01", "0999-12-31T00:00:00Z", "1000-01-01"] {
+            let body = format!(r#"{{"orderId":"a","orderDate":"{early}","items":[{{"itemid":"a","quantity":1}}]}}"#);
+            assert_eq!(fields(&body), ["orderDate"], "{early}");
+        }
+        assert!(
+            parse_create(br#"{"orderId":"a","orderDate":"1900-01-01","items":[{"itemid":"a","quantity":1}]}"#, now())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn given_lone_surrogates_anywhere_then_each_is_a_violation_not_a_panic() {
+        let cases = [
+            (r#"{"orderId":"\ud800","items":[{"itemid":"a","quantity":1}]}"#, "orderId"),
+            (r#"{"orderId":"a","orderDate":"\udfff","items":[{"itemid":"a","quantity":1}]}"#, "orderDate"),
+            (r#"{"orderId":"a","items":[{"itemid":"\ud800x","quantity":1}]}"#, "items[0].itemid"),
+            (r#"{"orderId":"a","items":[{"itemid":"a","quantity":1,"unitPrice":"\ud83d"}]}"#, "items[0].unitPrice"),
+            (r#"{"orderId":"a","items":[{"\ud800":1,"itemid":"a","quantity":1}]}"#, "items[0]"),
+            (r#"{"\ud800":1,"orderId":"a","items":[{"itemid":"a","quantity":1}]}"#, ""),
+        ];
+        for (body, field) in cases {
+            assert_eq!(fields(body), [field], "{body}");
+        }
+        let id = OrderId::parse("6119").unwrap();
+        let err = parse_amendment(br#"{"orderId":"\ud800","items":[{"itemid":"a","quantity":1}]}"#, &id).unwrap_err();
+        assert!(matches!(err, InputError::Invalid(v) if v.0[0].field == "orderId"));
     }
 
     #[test]
