@@ -2,7 +2,8 @@
 //! statement, a query (SELECT / WITH / set operations / VALUES; nothing that writes, not even inside WITH), no
 //! `SELECT ... INTO`, and relations only from the lake: its tables and views, unqualified or qualified by the lake's
 //! database, plus the query's own CTEs and subqueries. No table functions at all (they are how engines read
-//! arbitrary files or URLs).
+//! arbitrary files or URLs). And no statement deeper or longer than [`Limits`]: engines plan and evaluate
+//! recursively, and a chain of a thousand `+`, `UNION ALL` or CTEs in 2 KB of text would exhaust their stack.
 //!
 //! The engine receives the guard's rendering of the parsed statement, never the caller's text: comments and
 //! anything the parser did not take as part of the one statement cannot reach it.
@@ -10,9 +11,32 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor};
+use sqlparser::ast::{Expr, ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
+
+/// How deep and how long a statement may be. The parser refuses nesting of parentheses, subqueries and function
+/// calls past its own recursion limit (50); these bound what it builds without recursing: chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Expressions within expressions: `1+1+...+1` with n terms is n deep, as is `a AND b AND ...`.
+    pub expression_depth: usize,
+    /// SELECTs joined by UNION / INTERSECT / EXCEPT in one query.
+    pub set_operands: usize,
+    /// Common table expressions in the whole statement.
+    pub ctes: usize,
+    /// Queries within queries (subqueries, CTE bodies, derived tables).
+    pub query_depth: usize,
+    /// Tables, views, subqueries and UNNESTs in FROM clauses, in the whole statement.
+    pub relations: usize,
+}
+
+impl Limits {
+    /// Limits both a debug and a release build of the embedded engine plan and run with room to spare (its
+    /// planning threads have a large stack; see `adhoc-embedded`), and which no report-like question comes near.
+    pub const DEFAULT: Limits =
+        Limits { expression_depth: 64, set_operands: 32, ctes: 32, query_depth: 16, relations: 32 };
+}
 
 /// What the guard allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +47,7 @@ pub struct GuardConfig {
     pub tables: Vec<String>,
     /// Longest statement accepted, in bytes.
     pub max_bytes: usize,
+    pub limits: Limits,
 }
 
 impl GuardConfig {
@@ -31,6 +56,7 @@ impl GuardConfig {
             database: database.into(),
             tables: vec![lake::TABLE.to_owned(), lake::CURRENT_VIEW.to_owned()],
             max_bytes: 64 * 1024,
+            limits: Limits::DEFAULT,
         }
     }
 }
@@ -53,8 +79,29 @@ pub struct Checked {
     pub sql: String,
 }
 
-/// Checks `sql` against `config`.
+/// The stack the guard runs on. Its own walks stop at the limits, but a refused statement's syntax tree is as
+/// deep as its longest chain (up to `max_bytes / 2` levels), and dropping a tree recurses through it.
+const GUARD_STACK: usize = 256 << 20;
+
+/// Checks `sql` against `config`, on a thread of its own with a stack deep enough for any tree `max_bytes` of
+/// text can make (the caller's thread, an async runtime's worker, may have 2 MiB).
 pub fn check(sql: &str, config: &GuardConfig) -> Result<Checked, Refusal> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("sql-guard".into())
+            .stack_size(GUARD_STACK)
+            .spawn_scoped(scope, || check_here(sql, config));
+        match worker {
+            Ok(handle) => {
+                handle.join().unwrap_or_else(|_| Err(refuse("sql_refused", "the statement could not be checked")))
+            }
+            Err(e) => Err(refuse("sql_refused", format!("the statement could not be checked: {e}"))),
+        }
+    })
+}
+
+/// Checks `sql` on the calling thread.
+fn check_here(sql: &str, config: &GuardConfig) -> Result<Checked, Refusal> {
     if sql.len() > config.max_bytes {
         return Err(refuse(
             "sql_too_long",
@@ -79,7 +126,7 @@ pub fn check(sql: &str, config: &GuardConfig) -> Result<Checked, Refusal> {
     let Statement::Query(_) = statement else {
         return Err(refuse("sql_not_a_query", "only queries (SELECT or WITH ... SELECT) are accepted"));
     };
-    let mut walk = Walk { config, ctes: HashSet::new() };
+    let mut walk = Walk { config, ctes: HashSet::new(), cte_count: 0, expr_depth: 0, query_depth: 0, relations: 0 };
     if let ControlFlow::Break(refusal) = statement.visit(&mut walk) {
         return Err(refusal);
     }
@@ -90,22 +137,58 @@ struct Walk<'a> {
     config: &'a GuardConfig,
     /// Names bound by WITH anywhere in the statement (lower-cased).
     ctes: HashSet<String>,
+    cte_count: usize,
+    /// Expressions and queries open around the node being visited: the visitor recurses no deeper than the
+    /// limits, because it stops at the first node past them.
+    expr_depth: usize,
+    query_depth: usize,
+    relations: usize,
+}
+
+fn too_complex(what: &str, limit: usize) -> Refusal {
+    refuse("sql_too_complex", format!("the statement has more than {limit} {what}; split the question or simplify it"))
 }
 
 impl Walk<'_> {
+    /// The query's body, by an explicit stack (a chain of set operations is as deep as it is long): each operand
+    /// must be a query, and there may be at most `set_operands` of them.
     fn body(&self, body: &SetExpr) -> Result<(), Refusal> {
-        match body {
-            SetExpr::Select(select) if select.into.is_some() => {
-                Err(refuse("sql_not_a_query", "SELECT ... INTO creates a table; only queries are accepted"))
+        let limit = self.config.limits.set_operands;
+        let mut pending = vec![body];
+        let mut operands = 0;
+        while let Some(body) = pending.pop() {
+            match body {
+                SetExpr::Select(select) if select.into.is_some() => {
+                    return Err(refuse(
+                        "sql_not_a_query",
+                        "SELECT ... INTO creates a table; only queries are accepted",
+                    ));
+                }
+                SetExpr::Select(_) | SetExpr::Query(_) | SetExpr::Values(_) => {
+                    operands += 1;
+                    if operands > limit {
+                        return Err(too_complex("SELECTs joined by UNION, INTERSECT or EXCEPT", limit));
+                    }
+                }
+                SetExpr::SetOperation { left, right, .. } => {
+                    if pending.len() >= limit {
+                        return Err(too_complex("SELECTs joined by UNION, INTERSECT or EXCEPT", limit));
+                    }
+                    pending.push(right);
+                    pending.push(left);
+                }
+                SetExpr::Table(_) => {
+                    return Err(refuse("sql_not_a_query", "TABLE statements are not accepted; use SELECT"));
+                }
+                _ => {
+                    return Err(refuse(
+                        "sql_not_a_query",
+                        "statements that change data are not accepted, not even inside WITH",
+                    ));
+                }
             }
-            SetExpr::Select(_) | SetExpr::Query(_) | SetExpr::Values(_) => Ok(()),
-            SetExpr::SetOperation { left, right, .. } => {
-                self.body(left)?;
-                self.body(right)
-            }
-            SetExpr::Table(_) => Err(refuse("sql_not_a_query", "TABLE statements are not accepted; use SELECT")),
-            _ => Err(refuse("sql_not_a_query", "statements that change data are not accepted, not even inside WITH")),
         }
+        Ok(())
     }
 
     fn relation(&self, name: &ObjectName) -> Result<(), Refusal> {
@@ -132,11 +215,27 @@ impl Walk<'_> {
     }
 }
 
+fn verdict(result: Result<(), Refusal>) -> ControlFlow<Refusal> {
+    match result {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(r) => ControlFlow::Break(r),
+    }
+}
+
 impl Visitor for Walk<'_> {
     type Break = Refusal;
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Refusal> {
+        let limits = self.config.limits;
+        self.query_depth += 1;
+        if self.query_depth > limits.query_depth {
+            return ControlFlow::Break(too_complex("levels of queries within queries", limits.query_depth));
+        }
         if let Some(with) = &query.with {
+            self.cte_count += with.cte_tables.len();
+            if self.cte_count > limits.ctes {
+                return ControlFlow::Break(too_complex("common table expressions (WITH)", limits.ctes));
+            }
             for cte in &with.cte_tables {
                 self.ctes.insert(cte.alias.name.value.to_lowercase());
             }
@@ -144,14 +243,41 @@ impl Visitor for Walk<'_> {
         if !query.locks.is_empty() {
             return ControlFlow::Break(refuse("sql_not_a_query", "locking clauses (FOR UPDATE) are not accepted"));
         }
-        match self.body(&query.body) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(r) => ControlFlow::Break(r),
+        verdict(self.body(&query.body))
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<Refusal> {
+        self.query_depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<Refusal> {
+        self.expr_depth += 1;
+        let limit = self.config.limits.expression_depth;
+        if self.expr_depth > limit {
+            return ControlFlow::Break(refuse(
+                "sql_too_deep",
+                format!(
+                    "an expression nests more than {limit} deep (a chain such as a + b + ... or x AND y AND ... \
+                     counts one level per operator); split it or simplify it"
+                ),
+            ));
         }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<Refusal> {
+        self.expr_depth -= 1;
+        ControlFlow::Continue(())
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Refusal> {
-        let verdict = match factor {
+        self.relations += 1;
+        let limit = self.config.limits.relations;
+        if self.relations > limit {
+            return ControlFlow::Break(too_complex("tables, subqueries and UNNESTs in FROM clauses", limit));
+        }
+        verdict(match factor {
             TableFactor::Table { name, args: None, .. } => self.relation(name),
             TableFactor::Table { name, args: Some(_), .. } => {
                 Err(refuse("sql_table_function", format!("table functions such as {name}(...) are not accepted")))
@@ -161,11 +287,7 @@ impl Visitor for Walk<'_> {
                 "sql_table_function",
                 format!("only lake tables, subqueries and UNNEST may appear in FROM; not {other}"),
             )),
-        };
-        match verdict {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(r) => ControlFlow::Break(r),
-        }
+        })
     }
 
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Refusal> {
@@ -259,5 +381,75 @@ mod tests {
     fn given_deeply_nested_sql_then_it_is_refused_not_a_stack_overflow() {
         let sql = format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000));
         assert_eq!(refused(&sql), "sql_syntax");
+    }
+
+    /// `n` copies of `item` joined by `sep`.
+    fn chain(item: &str, sep: &str, n: usize) -> String {
+        vec![item; n].join(sep)
+    }
+
+    fn ctes(n: usize) -> String {
+        let mut sql = String::from("WITH c1 AS (SELECT 1 AS x)");
+        for i in 2..=n {
+            sql.push_str(&format!(", c{i} AS (SELECT x FROM c{})", i - 1));
+        }
+        sql + &format!(" SELECT x FROM c{n}")
+    }
+
+    fn nested_subqueries(n: usize) -> String {
+        let mut sql = "SELECT 1 AS x".to_owned();
+        for _ in 1..n {
+            sql = format!("SELECT x FROM ({sql}) AS t");
+        }
+        sql
+    }
+
+    #[test]
+    fn given_chains_at_the_limits_then_they_pass_and_one_more_is_refused_naming_the_limit() {
+        let l = Limits::DEFAULT;
+        // `1+...+1` with n terms nests n - 1 operators around a literal: n expressions deep.
+        let sums = |n| format!("SELECT {}", chain("1", "+", n));
+        let ands = |n| format!("SELECT * FROM order_lines WHERE {}", chain("quantity > 0", " AND ", n));
+        let unions = |n| chain("SELECT 1", " UNION ALL ", n);
+        let joins = |n| format!("SELECT 1 FROM {}", chain("order_lines", " CROSS JOIN ", n));
+        let cases: Vec<(String, String, &str)> = vec![
+            (sums(l.expression_depth), sums(l.expression_depth + 1), "sql_too_deep"),
+            // each AND adds a level, each comparison one more around its column
+            (ands(l.expression_depth / 2), ands(l.expression_depth), "sql_too_deep"),
+            (unions(l.set_operands), unions(l.set_operands + 1), "sql_too_complex"),
+            (ctes(l.ctes), ctes(l.ctes + 1), "sql_too_complex"),
+            (nested_subqueries(l.query_depth), nested_subqueries(l.query_depth + 1), "sql_too_complex"),
+            (joins(l.relations), joins(l.relations + 1), "sql_too_complex"),
+        ];
+        for (at_limit, past_it, code) in cases {
+            check(&at_limit, &config()).unwrap_or_else(|r| panic!("{at_limit:?} refused: {r}"));
+            let refusal = check(&past_it, &config()).expect_err(&past_it);
+            assert_eq!(refusal.code, code, "{past_it}");
+            assert!(refusal.message.contains("more than"), "{}", refusal.message);
+        }
+    }
+
+    #[test]
+    fn given_the_longest_chains_the_size_limit_lets_through_then_each_is_refused_on_a_small_stack() {
+        // The shapes that took a whole process down, as long as 64 KB allows, checked on a thread with the
+        // smallest stack an async runtime gives its workers: the guard's walks stop at the limits, and the deep
+        // tree it refused is dropped on the guard's own thread.
+        let n = config().max_bytes / 2 - 8;
+        let shapes = [
+            (format!("SELECT {}", chain("1", "+", n)), "sql_too_deep"),
+            (format!("SELECT 1 FROM order_lines WHERE {}", chain("1=1", " AND ", n / 5)), "sql_too_deep"),
+            (format!("SELECT {}", chain("'a'", "||", n / 3)), "sql_too_deep"),
+            (chain("SELECT 1", " UNION ALL ", n / 20), "sql_too_complex"),
+            (ctes(n / 40), "sql_too_complex"),
+        ];
+        let codes = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || shapes.iter().map(|(sql, code)| (refused(sql), *code)).collect::<Vec<_>>())
+            .unwrap()
+            .join()
+            .expect("the guard survives on a 2 MiB stack");
+        for (got, expected) in codes {
+            assert_eq!(got, expected);
+        }
     }
 }

@@ -581,7 +581,9 @@ mod tests {
 
     #[test]
     fn given_an_order_date_before_1900_then_it_is_refused_naming_the_earliest() {
-        let old = violations(r#"{"orderId":"a","orderDate":"1899-12-31T23:59:59.999Z","items":[{"itemid":"a","quantity":1}]}"#);
+        let old = violations(
+            r#"{"orderId":"a","orderDate":"1899-12-31T23:59:59.999Z","items":[{"itemid":"a","quantity":1}]}"#,
+        );
         assert_eq!(old, [("orderDate".to_owned(), "must not be before 1900-01-01T00:00:00Z".to_owned())]);
         for early in ["0000-01-01", "0999-12-31T00:00:00Z", "1000-01-01"] {
             let body = format!(r#"{{"orderId":"a","orderDate":"{early}","items":[{{"itemid":"a","quantity":1}}]}}"#);
