@@ -146,6 +146,9 @@ pub enum RunError {
     Adhoc(String),
 }
 
+/// The hidden subcommand that runs one embedded query (`adhoc_embedded::worker`).
+pub const ADHOC_WORKER: &str = "adhoc-worker";
+
 /// The `/queries` service for this process: the embedded engine over `lake` with records in
 /// `DATA_DIR/queries.db` and notices in `DATA_DIR/outbox`, or Athena (`QUERY_ENGINE=athena`) configured as the
 /// Lambda is.
@@ -162,10 +165,14 @@ pub async fn adhoc_queries(
         }
         QueryEngine::Embedded => {
             let common = &settings.adhoc;
+            // Each query runs in this executable, started again as `orders adhoc-worker`.
+            let worker = adhoc_embedded::worker::WorkerCommand::this_executable(&[ADHOC_WORKER])
+                .map_err(|e| RunError::Adhoc(format!("cannot find this executable to run queries in: {e}")))?;
             let engine = adhoc_embedded::EmbeddedEngine::new(
                 lake.clone(),
                 settings.data_dir.join("query-results"),
                 settings.embedded_engine.clone(),
+                worker,
             )
             .map_err(RunError::Adhoc)?;
             let records = adhoc::records::SqliteRecords::open(&settings.data_dir.join("queries.db"))
@@ -244,6 +251,10 @@ async fn tail_lake(
     .await;
 }
 
+/// How long, after the servers have stopped, the projector and the lake writer get to finish what they hold. With
+/// the servers' own grace (`web::ServeSettings::shutdown_grace`, 10 s), a shutdown takes at most 15 s.
+pub const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the store.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
     let opened = settings.store.open_typed().await?;
@@ -311,17 +322,21 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     };
     let adhoc = adhoc_queries(&settings, &lake, query_addr).await?;
     let query_app = query_api::app_with_queries(reader, query_api::Settings::default(), adhoc);
+    let serving = web::ServeSettings::default();
     let (served, queried) = tokio::join!(
-        axum::serve(commands, command_api::app(store)).with_graceful_shutdown(signal()),
-        axum::serve(queries, query_app).with_graceful_shutdown(signal()),
+        web::serve(commands, command_api::app(store), signal(), serving),
+        web::serve(queries, query_app, signal(), serving),
     );
-    // The projector finishes the batch in hand, then the store's writer drains as the last handle drops.
+    // The projector finishes the batch in hand, then the store's writer drains as the last handle drops. A batch
+    // that cannot finish (a database gone silent) is abandoned after `BACKGROUND_GRACE`: it was one transaction,
+    // so nothing of it is kept, and the next start applies it again.
     let _ = stop.send(true);
-    if let Some(task) = projector {
-        let _ = task.await;
-    }
-    if let Some(task) = lake_writer {
-        let _ = task.await;
+    for (name, task) in [("projector", projector), ("lake writer", lake_writer)] {
+        let Some(mut task) = task else { continue };
+        if tokio::time::timeout(BACKGROUND_GRACE, &mut task).await.is_err() {
+            tracing::warn!(task = name, grace_secs = BACKGROUND_GRACE.as_secs(), "did not stop in time; abandoned");
+            task.abort();
+        }
     }
     drop(opened);
     served.map_err(RunError::Serve)?;

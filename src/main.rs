@@ -32,6 +32,9 @@ enum Command {
     /// Benchmarks, each printed next to its baseline measured in the same run.
     #[command(subcommand)]
     Bench(Bench),
+    /// One embedded ad-hoc query, in a process of its own (started by the runner, never by people).
+    #[command(name = orders::ADHOC_WORKER, hide = true)]
+    AdhocWorker,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +54,9 @@ enum Bench {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::AdhocWorker) = cli.command {
+        return adhoc_embedded::worker::main();
+    }
     init(LogFormat::Pretty);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -85,8 +91,12 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Projector(args)) => orders::bench_projector::run(args).await,
             Command::Bench(Bench::Reports(args)) => orders::bench_reports::run(args).await,
             Command::Bench(Bench::Lake(args)) => orders::bench_lake::run(args).await,
+            // Handled above, before any runtime or logging starts.
+            Command::AdhocWorker => Ok(()),
         }
     });
+    // Whatever is still running (a query's worker is killed as its task is dropped) gets no more than a second.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,18 +1,21 @@
-//! The embedded ad-hoc engine: Apache DataFusion over the local lake. Each query gets a fresh session in which
-//! only the lake's table (`order_lines`, Hive-partitioned by `dt`) and view (`order_lines_current`) exist, no
-//! information schema, no URL tables, statements other than queries refused by DataFusion's own `SQLOptions`
-//! (DDL, DML, SET), a memory limit and a time limit. Results are written to `<results>/<id>.arrow` (Arrow IPC)
-//! and paged or downloaded (CSV, streamed) from there; each execution's final state sits beside it as JSON, so
-//! finished queries survive a restart.
+//! The embedded ad-hoc engine: Apache DataFusion over the local lake. Each query runs in a worker process of its
+//! own (`worker`): killed at its time limit or on cancel whatever it is doing, held to its memory limit by the
+//! kernel, at a lower priority than the APIs, and when it dies only its query fails. In it, a fresh session in
+//! which only the lake's table (`order_lines`, Hive-partitioned by `dt`) and view (`order_lines_current`) exist,
+//! no information schema, no URL tables, statements other than queries refused by DataFusion's own `SQLOptions`
+//! (DDL, DML, SET). Results are written to `<results>/<id>.arrow` (Arrow IPC) and paged or downloaded (CSV,
+//! streamed) from there; each execution's final state sits beside it as JSON, so finished queries survive a
+//! restart.
 //!
 //! Linked by the local runner only: no Lambda carries DataFusion.
 
 mod counting;
 pub mod pool;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +40,7 @@ pub struct EmbeddedSettings {
     /// Per-query time limit (`QUERY_TIMEOUT_SECS`, default 300).
     pub timeout: Duration,
     /// Memory a query may hold (`QUERY_MEMORY_MB`, default 1024); beyond it, sorts spill to disk or the query fails.
+    /// Its worker process may hold `worker::OVERHEAD` more (the executable, thread stacks), and no more.
     pub memory_limit: usize,
     /// Queries run at once; the rest wait QUEUED.
     pub concurrency: usize,
@@ -57,6 +61,7 @@ pub struct EmbeddedEngine {
     lake: lake::Lake,
     results: PathBuf,
     settings: EmbeddedSettings,
+    worker: worker::WorkerCommand,
     slots: Arc<Semaphore>,
     runs: Mutex<HashMap<String, Run>>,
 }
@@ -66,11 +71,22 @@ fn unavailable(e: impl std::fmt::Display) -> EngineError {
 }
 
 impl EmbeddedEngine {
-    /// An engine over `lake`, keeping results in `results` (created if missing).
-    pub fn new(lake: lake::Lake, results: PathBuf, settings: EmbeddedSettings) -> Result<EmbeddedEngine, String> {
+    /// An engine over `lake`, keeping results in `results` (created if missing), running each query in a process
+    /// started by `worker` (one that calls [`worker::main`]).
+    pub fn new(
+        lake: lake::Lake,
+        results: PathBuf,
+        settings: EmbeddedSettings,
+        worker: worker::WorkerCommand,
+    ) -> Result<EmbeddedEngine, String> {
         std::fs::create_dir_all(&results).map_err(|e| format!("{}: {e}", results.display()))?;
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-        Ok(EmbeddedEngine { lake, results, settings, slots, runs: Mutex::new(HashMap::new()) })
+        Ok(EmbeddedEngine { lake, results, settings, worker, slots, runs: Mutex::new(HashMap::new()) })
+    }
+
+    /// The lake this engine reads.
+    pub fn lake(&self) -> &lake::Lake {
+        &self.lake
     }
 
     /// A session that knows the lake and nothing else.
@@ -204,14 +220,20 @@ fn from_json(bytes: &[u8]) -> Option<Execution> {
     })
 }
 
-/// Runs `sql` and writes its result to `path`; returns the bytes it read from the lake.
-async fn execute(lake: &lake::Lake, memory_limit: usize, sql: &str, path: &Path) -> Result<u64, String> {
-    let read = Arc::new(AtomicU64::new(0));
-    let ctx = EmbeddedEngine::counted_session(lake, memory_limit, read.clone()).await?;
+/// Runs `sql` and writes its result to `path` (as `<path>.partial` until it is whole), adding the bytes it reads
+/// from the lake to `read`. Called in a worker process.
+async fn execute(
+    lake: &lake::Lake,
+    memory_limit: usize,
+    sql: &str,
+    path: &Path,
+    read: Arc<AtomicU64>,
+) -> Result<(), String> {
+    let ctx = EmbeddedEngine::counted_session(lake, memory_limit, read).await?;
     let frame = ctx.sql_with_options(sql, EmbeddedEngine::query_options()).await.map_err(|e| e.to_string())?;
     let plan = frame.create_physical_plan().await.map_err(|e| e.to_string())?;
     let mut stream = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx()).map_err(|e| e.to_string())?;
-    let partial = path.with_extension("arrow.partial");
+    let partial = worker::partial_path(path);
     let file = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
     let mut writer = FileWriter::try_new(std::io::BufWriter::new(file), &stream.schema()).map_err(|e| e.to_string())?;
     while let Some(batch) = stream.next().await {
@@ -221,7 +243,7 @@ async fn execute(lake: &lake::Lake, memory_limit: usize, sql: &str, path: &Path)
     writer.finish().map_err(|e| e.to_string())?;
     drop(writer);
     std::fs::rename(&partial, path).map_err(|e| e.to_string())?;
-    Ok(read.load(Ordering::Relaxed))
+    Ok(())
 }
 
 #[async_trait]
@@ -242,32 +264,35 @@ impl Engine for EmbeddedEngine {
             failure: None,
         };
         let (tx, rx) = watch::channel(queued.clone());
-        let (lake, slots, timeout, memory) =
-            (self.lake.clone(), self.slots.clone(), self.settings.timeout, self.settings.memory_limit);
+        let (slots, timeout) = (self.slots.clone(), self.settings.timeout);
         let (result, state_file) = (self.file(&id, "arrow")?, self.file(&id, "json")?);
-        let sql = sql.to_owned();
+        let job = worker::Job {
+            sql: sql.to_owned(),
+            lake_url: self.lake.url().to_owned(),
+            result,
+            memory_limit: self.settings.memory_limit,
+            parent: std::process::id(),
+        };
+        let command = self.worker.clone();
         let query = id.clone();
         let mut runs = self.runs.lock().map_err(|_| unavailable("runs lock poisoned"))?;
         let task = tokio::spawn(async move {
             let Ok(_slot) = slots.acquire_owned().await else { return };
             let started = Instant::now();
             tx.send_modify(|e| e.state = State::Running);
-            let outcome = match tokio::time::timeout(timeout, execute(&lake, memory, &sql, &result)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(format!("the query reached its time limit of {} s", timeout.as_secs())),
-            };
+            // Aborting this task (a cancel) drops the worker's future, which kills the worker.
+            let outcome = worker::run_job(&command, &job, timeout).await;
             let mut end = queued;
             end.completed_at = Some(Utc::now());
             end.run_time_ms = Some(started.elapsed().as_millis() as u64);
             match outcome {
-                Ok(bytes) => {
+                worker::Ended::Succeeded { bytes_scanned } => {
                     end.state = State::Succeeded;
-                    end.bytes_scanned = Some(bytes);
+                    end.bytes_scanned = Some(bytes_scanned);
                 }
-                Err(reason) => {
+                worker::Ended::Failed(reason) => {
                     end.state = State::Failed;
                     end.failure = Some(reason);
-                    let _ = std::fs::remove_file(result.with_extension("arrow.partial"));
                 }
             }
             if let Err(e) = tokio::fs::write(&state_file, to_json(&end)).await {
@@ -484,6 +509,3 @@ fn column_values(array: &ArrayRef, from: usize, to: usize) -> Result<Vec<Value>,
         }
     })
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,10 +1,20 @@
-use std::collections::BTreeMap;
+//! The embedded engine against real lakes (a directory, and a bucket on moto), each query in a real worker process.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adhoc::engine::{Download, Engine, EngineError, Execution, State};
+use adhoc_embedded::worker::WorkerCommand;
+use adhoc_embedded::{EmbeddedEngine, EmbeddedSettings};
 use domain::OrderStatus;
 use domain::testkit::{History, Rng};
-use serde_json::json;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
 
-use super::*;
+fn worker() -> WorkerCommand {
+    WorkerCommand::new(env!("CARGO_BIN_EXE_adhoc-worker"), &[])
+}
 
 async fn engine_over(
     changes_in_batches: Vec<Vec<domain::OrderChange>>,
@@ -15,7 +25,7 @@ async fn engine_over(
     for batch in changes_in_batches {
         lake.write(&batch).await.unwrap();
     }
-    let engine = EmbeddedEngine::new(lake, dir.path().join("results"), settings).unwrap();
+    let engine = EmbeddedEngine::new(lake, dir.path().join("results"), settings, worker()).unwrap();
     (dir, engine)
 }
 
@@ -141,7 +151,8 @@ async fn given_a_finished_query_then_its_results_are_typed_paged_and_downloadabl
 
     // A new engine over the same directories: as after a restart of the local process.
     let again =
-        EmbeddedEngine::new(engine.lake.clone(), dir.path().join("results"), EmbeddedSettings::default()).unwrap();
+        EmbeddedEngine::new(engine.lake().clone(), dir.path().join("results"), EmbeddedSettings::default(), worker())
+            .unwrap();
     let page = again.results(&id, None, 2).await.unwrap();
     let kinds: Vec<&str> = page.columns.iter().map(|c| c.kind.as_str()).collect();
     assert_eq!(kinds, ["varchar", "bigint", "decimal(38,4)", "boolean"]);
@@ -191,7 +202,7 @@ async fn given_a_query_over_the_lake_then_its_bytes_scanned_count_what_it_read_f
         let mut rng = Rng::new(5);
         let history = History::random(&mut rng, orders, changes);
         let (_dir, engine) = engine_over(history.batches(&mut rng), EmbeddedSettings::default()).await;
-        let parquet = table_file_sizes(&engine.lake).await;
+        let parquet = table_file_sizes(engine.lake()).await;
         let lake_bytes: u64 = parquet.iter().sum();
 
         // When a question reads the lines, and one reads them through the view (which reads the lake twice)
@@ -211,17 +222,46 @@ async fn given_a_query_over_the_lake_then_its_bytes_scanned_count_what_it_read_f
     }
 }
 
+/// moto's address (`./scripts/test` starts one), or a panic saying how to start it.
+fn moto() -> String {
+    std::env::var("MOTO_ENDPOINT").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "MOTO_ENDPOINT is not set: run ./scripts/test (it starts moto), or start `moto_server -H 127.0.0.1 -p \
+             5000` and set MOTO_ENDPOINT=http://127.0.0.1:5000"
+        )
+    })
+}
+
 #[tokio::test]
 async fn given_a_lake_in_a_bucket_then_the_engine_reads_it_through_the_bucket_and_counts_what_it_read() {
-    // Given the same history in a local lake and in an "s3://" lake (an in-memory store in the bucket's place)
+    // Given the same history in a local lake and in a lake in a bucket on moto
+    let endpoint = moto();
+    let bucket = format!("lake-{}", uuid_like());
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await;
+    assert!(created.is_ok_and(|r| r.status().is_success()), "moto at {endpoint} did not create bucket {bucket}");
     let mut rng = Rng::new(6);
     let history = History::random(&mut rng, 20, 120);
     let (_dir, local) = engine_over(vec![history.changes.clone()], EmbeddedSettings::default()).await;
-    let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let bucket = lake::Lake::with_store(store, "orders/lake".into(), "s3://test-bucket/orders/lake".into());
-    bucket.write(&history.changes).await.unwrap();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&bucket)
+        .with_endpoint(&endpoint)
+        .with_allow_http(true)
+        .with_region("eu-west-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    let url = format!("s3://{bucket}/orders/lake");
+    let in_bucket = lake::Lake::with_store(Arc::new(store), "orders/lake".into(), url);
+    in_bucket.write(&history.changes).await.unwrap();
     let results = tempfile::tempdir().unwrap();
-    let remote = EmbeddedEngine::new(bucket, results.path().to_path_buf(), EmbeddedSettings::default()).unwrap();
+    let worker = worker()
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    let remote =
+        EmbeddedEngine::new(in_bucket, results.path().to_path_buf(), EmbeddedSettings::default(), worker).unwrap();
 
     // When the same question is asked of both
     let sql = "SELECT itemid, SUM(quantity), COUNT(*) FROM order_lines_current GROUP BY itemid ORDER BY itemid";
@@ -234,4 +274,145 @@ async fn given_a_lake_in_a_bucket_then_the_engine_reads_it_through_the_bucket_an
     let got = remote.results(&id, None, 1_000).await.unwrap().rows;
     assert!(!got.is_empty());
     assert_eq!(got, rows(&local, sql).await);
+}
+
+fn uuid_like() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+/// The processes whose parent is this one and whose environment holds `marker` (tests run side by side).
+fn children(marker: &str) -> Vec<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // pid (comm) state ppid ...: the command may hold spaces and parentheses, so split after the last ')'.
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).is_some_and(|p| p == me)
+            })
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
+        })
+        .collect()
+}
+
+const SLOW: &str = "SELECT length(regexp_replace(repeat('ab', 120000000), '(a|b)', 'xyz', 'g'))";
+
+#[tokio::test]
+async fn given_a_query_that_computes_inside_one_function_then_its_time_limit_ends_it_within_a_second() {
+    // Given a 2 s limit and a query that spends its time inside one scalar function call, where DataFusion
+    // never looks at a cancellation
+    let settings = EmbeddedSettings { timeout: Duration::from_secs(2), ..Default::default() };
+    let (_dir, engine) = engine_over(vec![], settings).await;
+
+    // When it runs
+    let started = Instant::now();
+    let end = run(&engine, SLOW).await;
+
+    // Then it fails at its limit, not when the function returns
+    let took = started.elapsed();
+    assert_eq!(end.state, State::Failed, "{end:?}");
+    assert_eq!(end.failure.as_deref(), Some("the query reached its time limit of 2 s"));
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+}
+
+#[tokio::test]
+async fn given_a_running_query_when_it_is_cancelled_then_its_work_stops_not_just_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake::Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let marker = "ENGINE_TEST=cancel";
+    let worker = worker().env("ENGINE_TEST", "cancel");
+    let engine = EmbeddedEngine::new(lake, dir.path().join("results"), EmbeddedSettings::default(), worker).unwrap();
+    let id = engine.start(SLOW).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.status(&id).await.unwrap().state != State::Running || children(marker).is_empty() {
+        assert!(Instant::now() < deadline, "the query's worker never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    engine.cancel(&id).await.unwrap();
+
+    assert_eq!(engine.status(&id).await.unwrap().state, State::Cancelled);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !children(marker).is_empty() {
+        assert!(Instant::now() < deadline, "the worker {:?} still runs after the cancel", children(marker));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn given_functions_that_build_huge_values_then_the_query_fails_at_its_memory_limit() {
+    // Given a 64 MB limit
+    let settings = EmbeddedSettings { memory_limit: 64 << 20, ..Default::default() };
+    let (_dir, engine) = engine_over(vec![], settings).await;
+    for sql in [
+        "SELECT length(repeat('x', 1000000000))",
+        "SELECT length(lpad('x', 2147483647))",
+        "SELECT length(repeat(repeat('ab', 50000), 10000))",
+    ] {
+        // When a function builds a value larger than the process may hold
+        let started = Instant::now();
+        let end = run(&engine, sql).await;
+
+        // Then the query fails naming the limit, quickly, and the engine goes on
+        assert_eq!(end.state, State::Failed, "{sql}: {end:?}");
+        assert_eq!(
+            end.failure.as_deref(),
+            Some("the query needed more memory than its limit of 64 MB (QUERY_MEMORY_MB)"),
+            "{sql}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{sql} took {:?}", started.elapsed());
+    }
+    assert_eq!(rows(&engine, "SELECT 1 + 1 AS two").await, vec![vec![json!(2)]]);
+}
+
+/// `n` copies of `item` joined by `sep`.
+fn chain(item: &str, sep: &str, n: usize) -> String {
+    vec![item; n].join(sep)
+}
+
+#[tokio::test]
+async fn given_the_deepest_statements_the_guard_passes_then_the_engine_runs_them_with_room_to_spare() {
+    // Given each chain at four times the guard's limit (the engine is reached here without the guard)
+    let (_dir, engine) = engine_over(vec![], EmbeddedSettings::default()).await;
+    let limits = adhoc::guard::Limits::DEFAULT;
+    let mut ctes = String::from("WITH c1 AS (SELECT 1 AS x)");
+    for i in 2..=4 * limits.ctes {
+        ctes.push_str(&format!(", c{i} AS (SELECT x + 1 AS x FROM c{})", i - 1));
+    }
+    ctes.push_str(&format!(" SELECT x FROM c{}", 4 * limits.ctes));
+    let cases = [
+        (format!("SELECT {} AS n", chain("1", "+", 4 * limits.expression_depth)), json!(4 * limits.expression_depth)),
+        (
+            format!(
+                "SELECT COUNT(*) AS n FROM ({}) AS u",
+                chain("SELECT 1 AS x", " UNION ALL ", 4 * limits.set_operands)
+            ),
+            json!(4 * limits.set_operands),
+        ),
+        (ctes, json!(4 * limits.ctes)),
+    ];
+    for (sql, expected) in cases {
+        // When it runs, then it answers
+        assert_eq!(rows(&engine, &sql).await, vec![vec![expected]], "{}", &sql[..60]);
+    }
+}
+
+#[tokio::test]
+async fn given_a_statement_that_overflows_the_engines_stack_then_only_its_query_fails() {
+    // Given a chain far past the guard's limit, sent to the engine directly
+    let (_dir, engine) = engine_over(vec![], EmbeddedSettings::default()).await;
+    let sql = format!("SELECT {}", chain("1", "+", 30_000));
+
+    // When it runs, then it fails, naming why
+    let end = run(&engine, &sql).await;
+    assert_eq!(end.state, State::Failed);
+    assert_eq!(end.failure.as_deref(), Some("the query is too deep for the engine (it ran out of stack); simplify it"));
+
+    // and the engine answers the next query
+    assert_eq!(rows(&engine, "SELECT 2 AS two").await, vec![vec![json!(2)]]);
 }

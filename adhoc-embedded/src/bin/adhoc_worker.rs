@@ -1,0 +1,5 @@
+//! One embedded query, in a process of its own (`adhoc_embedded::worker`).
+
+fn main() -> std::process::ExitCode {
+    adhoc_embedded::worker::main()
+}
