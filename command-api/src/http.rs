@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -59,7 +59,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The command API. Locally served by `axum::serve`; on Lambda by `lambda_http::run`.
 pub fn app(store: Arc<dyn OrderStore>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(api_docs::routes("orders command API"))
         .route("/health", get(health))
@@ -69,9 +69,8 @@ pub fn app(store: Arc<dyn OrderStore>) -> Router {
         .route("/orders/{order_id}/cancel", post(cancel))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(AppState { store })
+        .with_state(AppState { store });
+    web::edge(router, web::EdgeSettings { max_body_bytes: MAX_BODY_BYTES, ..Default::default() })
 }
 
 #[derive(Serialize)]

@@ -21,6 +21,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::error::{ErrorBody, ErrorDetail, QueryError};
 
+/// Largest accepted request body: a `/queries` submission of the longest statement the guard takes, escaped.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
 /// The most rows one page of the item report may ask for.
 pub const MAX_LIMIT: usize = 1_000;
 /// The header naming the projection positions an answer was read at.
@@ -96,7 +99,7 @@ pub fn app(model: Arc<ReadModel>, settings: Settings) -> Router {
 
 /// The reports and ad-hoc SQL (`/queries`).
 pub fn app_with_queries(model: Arc<ReadModel>, settings: Settings, queries: adhoc::http::Queries) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(api_docs::routes("orders query API"))
         .route("/health", get(health))
@@ -106,7 +109,8 @@ pub fn app_with_queries(model: Arc<ReadModel>, settings: Settings, queries: adho
         .fallback(|| async { QueryError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { QueryError::MethodNotAllowed })
         .with_state(AppState { model, settings, cache: Arc::new(Mutex::new(VecDeque::new())) })
-        .merge(adhoc::http::routes(queries))
+        .merge(adhoc::http::routes(queries));
+    web::edge(router, web::EdgeSettings { max_body_bytes: MAX_BODY_BYTES, ..Default::default() })
 }
 
 #[utoipa::path(
