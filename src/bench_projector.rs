@@ -152,7 +152,7 @@ async fn projector_rate(
 async fn baseline_rate(url: &str, orders: &[Order], mysql: bool) -> anyhow::Result<f64> {
     let mut conn = AnyConnection::connect(url).await?;
     // As the projector's pool does (sqlx 0.9.0 leaves Nagle on); single-segment statements gain nothing from it.
-    projector::nodelay::set_on_tcp_sockets();
+    projector::sockets::set_on_tcp_sockets();
     conn.execute(
         "CREATE TABLE legacy_orders (orderid VARCHAR(64) PRIMARY KEY, orderstatus VARCHAR(16), orderdate VARCHAR(32))",
     )
@@ -197,7 +197,7 @@ async fn baseline_rate(url: &str, orders: &[Order], mysql: bool) -> anyhow::Resu
 /// and `itemid` index instead (what writing the lines alone costs, before orders, aggregates and positions).
 async fn copy_rate(url: &str, orders: &[Order], indexed: bool) -> anyhow::Result<f64> {
     let mut conn = sqlx::PgConnection::connect(url).await?;
-    projector::nodelay::set_on_tcp_sockets();
+    projector::sockets::set_on_tcp_sockets();
     conn.execute(
         "CREATE TABLE copy_lines (orderid VARCHAR(64), itemid VARCHAR(64), quantity INTEGER, unitprice NUMERIC(19,4))",
     )

@@ -148,7 +148,7 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
     };
     // The raw SQL of our reports, on one connection of its own.
     let mut db = PgConnection::connect(&url).await?;
-    projector::nodelay::set_on_tcp_sockets();
+    projector::sockets::set_on_tcp_sockets();
     let raw_items_sql = "SELECT itemid, totalordered, totalrevenue, pricedordered, ordercount, lastorderdate \
                          FROM item_sales WHERE ordercount > 0 ORDER BY itemid COLLATE \"C\"";
     let raw_month_sql = "SELECT sale_month, monthlyordered FROM item_monthly_sales \

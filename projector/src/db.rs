@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgRow, PgValueFormat};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{
     AssertSqlSafe, Column, ColumnIndex, Connection, Database, Decode, Executor, MySql, MySqlPool, PgPool, Postgres,
-    Row, Sqlite, SqlitePool, Transaction, Type, TypeInfo, ValueRef,
+    Row, Sqlite, SqlitePool, Type, TypeInfo, ValueRef,
 };
 
 use crate::dialect::{Dialect, MYSQL_STATEMENT_LIMIT, push_mysql_text};
@@ -425,22 +425,48 @@ fn to_mysql(sql: String) -> sqlx::RawSql {
     sqlx::raw_sql(AssertSqlSafe(sql))
 }
 
+/// A pool of one backend, with the time limit every statement on its connections has.
 #[derive(Debug, Clone)]
-pub enum Pool {
+pub struct Pool {
+    conns: Conns,
+    statement_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Conns {
     Postgres(PgPool),
     MySql(MySqlPool),
     Sqlite(SqlitePool),
 }
 
-/// A transaction on one of the pools (dropped without `commit`, it rolls back), or a plain connection for a
-/// read that is one statement (a snapshot by itself) and needs no transaction's round trips.
-pub enum Tx {
-    Postgres(Transaction<'static, Postgres>),
-    MySql(Transaction<'static, MySql>),
-    Sqlite(Transaction<'static, Sqlite>),
-    PostgresRead(PoolConnection<Postgres>),
-    MySqlRead(PoolConnection<MySql>),
-    SqliteRead(PoolConnection<Sqlite>),
+/// A connection of the pool, in a transaction (`Pool::begin*`) or not (`Pool::read`, for a read that is one
+/// statement, a snapshot by itself, and needs no transaction's round trips). A transaction ends with `commit`.
+/// Each statement has the pool's time limit. A `Tx` dropped in a transaction, or in the middle of a statement (a
+/// time limit, a shutdown), closes its connection instead of handing it back: the server rolls back what it
+/// holds, and nothing waits on a peer that may never answer again (sqlx would ping it first, with no limit).
+pub struct Tx {
+    conn: Conn,
+    open: bool,
+    in_flight: bool,
+    statement_timeout: Duration,
+}
+
+enum Conn {
+    Postgres(PoolConnection<Postgres>),
+    MySql(PoolConnection<MySql>),
+    Sqlite(PoolConnection<Sqlite>),
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if self.open || self.in_flight {
+            match &mut self.conn {
+                Conn::Postgres(c) => c.close_on_drop(),
+                Conn::MySql(c) => c.close_on_drop(),
+                Conn::Sqlite(c) => c.close_on_drop(),
+            }
+        }
+    }
 }
 
 /// How to reach the database beyond what the URL says.
@@ -453,18 +479,26 @@ pub enum Mode {
     RdsIam,
 }
 
+/// How long a connection may take to be had (connecting included) before the caller hears the database is
+/// unavailable.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one statement may take by default (`Pool::with_statement_timeout`).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What every pool shares: a bounded wait for a connection, and idle ones closed before RDS Proxy closes them.
 fn pool_options<DB: Database>() -> PoolOptions<DB> {
-    PoolOptions::new().acquire_timeout(Duration::from_secs(10)).idle_timeout(Some(Duration::from_secs(120)))
+    PoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT).idle_timeout(Some(Duration::from_secs(120)))
 }
 
 /// How long a connection may sit idle and still be handed out without a ping first.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
-/// A database server's pool: four connections with TCP_NODELAY on their sockets. sqlx pings each connection as it
-/// comes back to the pool (a broken one is closed there); one idle for `PING_IF_IDLE_FOR` or longer, which a proxy
-/// or a restart may have closed meanwhile, is pinged again before use (and replaced if that fails). Pinging on
-/// every acquire instead would add a round trip to every request.
+/// A database server's pool: four connections with TCP_NODELAY and keepalives on their sockets
+/// (`crate::sockets`). sqlx pings each connection as it comes back to the pool (a broken one is closed there); one
+/// idle for `PING_IF_IDLE_FOR` or longer, which a proxy or a restart may have closed meanwhile, is pinged again
+/// before use (and replaced if that fails). Pinging on every acquire instead would add a round trip to every
+/// request.
 fn server_options<DB: Database>() -> PoolOptions<DB> {
     pool_options()
         .max_connections(4)
@@ -472,14 +506,18 @@ fn server_options<DB: Database>() -> PoolOptions<DB> {
         .before_acquire(|conn: &mut DB::Connection, meta| {
             Box::pin(async move {
                 if meta.idle_for >= PING_IF_IDLE_FOR {
-                    conn.ping().await?;
+                    // A peer gone silent must not hold up the acquire: the pool's own timeout counts only the wait.
+                    match tokio::time::timeout(ACQUIRE_TIMEOUT, conn.ping()).await {
+                        Ok(pinged) => pinged?,
+                        Err(_) => return Ok(false),
+                    }
                 }
                 Ok(true)
             })
         })
         .after_connect(|_, _| {
             Box::pin(async {
-                crate::nodelay::set_on_tcp_sockets();
+                crate::sockets::set_on_tcp_sockets();
                 Ok(())
             })
         })
@@ -506,14 +544,22 @@ pub fn mysql_options(url: &str, mode: Mode) -> Result<MySqlConnectOptions, sqlx:
     })
 }
 
+/// The error a statement past its time limit ends with.
+fn timed_out(limit: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the database did not answer within {} s", limit.as_secs()),
+    ))
+}
+
 impl Pool {
     /// A lazily connecting pool for `url`, replacing broken connections (RDS Proxy closes idle ones).
     pub fn connect_lazy(dialect: Dialect, url: &str, mode: Mode) -> Result<Pool, sqlx::Error> {
-        Ok(match dialect {
-            Dialect::Postgres => Pool::Postgres(server_options().connect_lazy_with(PgConnectOptions::from_str(url)?)),
-            Dialect::MySql => Pool::MySql(server_options().connect_lazy_with(mysql_options(url, mode)?)),
+        let conns = match dialect {
+            Dialect::Postgres => Conns::Postgres(server_options().connect_lazy_with(PgConnectOptions::from_str(url)?)),
+            Dialect::MySql => Conns::MySql(server_options().connect_lazy_with(mysql_options(url, mode)?)),
             // One writer: SQLite serialises writes anyway, and one connection never waits on itself.
-            Dialect::Sqlite => Pool::Sqlite(
+            Dialect::Sqlite => Conns::Sqlite(
                 pool_options::<Sqlite>()
                     .max_connections(1)
                     .after_connect(|conn, _| {
@@ -531,25 +577,46 @@ impl Pool {
                     })
                     .connect_lazy_with(SqliteConnectOptions::from_str(url)?),
             ),
-        })
+        };
+        Ok(Pool { conns, statement_timeout: STATEMENT_TIMEOUT })
+    }
+
+    /// Each statement may take `limit` (a bulk load's statements take longer than a batch's).
+    pub fn with_statement_timeout(mut self, limit: Duration) -> Pool {
+        self.statement_timeout = limit;
+        self
     }
 
     /// New connections from now on use `url` (a fresh IAM token); open ones keep theirs.
     pub fn set_url(&self, url: &str, mode: Mode) -> Result<(), sqlx::Error> {
-        match self {
-            Pool::Postgres(p) => p.set_connect_options(PgConnectOptions::from_str(url)?),
-            Pool::MySql(p) => p.set_connect_options(mysql_options(url, mode)?),
-            Pool::Sqlite(p) => p.set_connect_options(SqliteConnectOptions::from_str(url)?),
+        match &self.conns {
+            Conns::Postgres(p) => p.set_connect_options(PgConnectOptions::from_str(url)?),
+            Conns::MySql(p) => p.set_connect_options(mysql_options(url, mode)?),
+            Conns::Sqlite(p) => p.set_connect_options(SqliteConnectOptions::from_str(url)?),
         }
         Ok(())
     }
 
+    /// A connection of the pool, outside any transaction.
+    async fn acquire(&self) -> Result<Tx, sqlx::Error> {
+        let conn = match &self.conns {
+            Conns::Postgres(p) => Conn::Postgres(p.acquire().await?),
+            Conns::MySql(p) => Conn::MySql(p.acquire().await?),
+            Conns::Sqlite(p) => Conn::Sqlite(p.acquire().await?),
+        };
+        Ok(Tx { conn, open: false, in_flight: false, statement_timeout: self.statement_timeout })
+    }
+
+    /// A connection in a transaction begun with `begin` (as text: nothing is prepared).
+    async fn begin_with(&self, begin: &'static str) -> Result<Tx, sqlx::Error> {
+        let mut tx = self.acquire().await?;
+        tx.open = true;
+        tx.execute_raw(begin).await?;
+        Ok(tx)
+    }
+
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
-            Pool::MySql(p) => Tx::MySql(p.begin().await?),
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
-        })
+        self.begin_with("BEGIN").await
     }
 
     /// A transaction that writes projected changes. On MySQL it runs at READ COMMITTED: each read then sees what
@@ -559,8 +626,8 @@ impl Pool {
     /// (`mysql_begin`): RDS Proxy tracks a session's isolation level, but pins the session of a `SET TRANSACTION`
     /// for the next transaction only.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        match self {
-            Pool::MySql(p) => mysql_begin(p, "READ COMMITTED").await,
+        match &self.conns {
+            Conns::MySql(_) => self.mysql_begin("READ COMMITTED").await,
             _ => self.begin().await,
         }
     }
@@ -569,90 +636,100 @@ impl Pool {
     /// (RDS Proxy pins a PostgreSQL session on any `SET`), on MySQL for the session as `begin_write` does; SQLite
     /// reads one WAL snapshot.
     pub async fn begin_snapshot(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            Pool::Postgres(p) => Tx::Postgres(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?),
-            Pool::MySql(p) => mysql_begin(p, "REPEATABLE READ").await?,
-            Pool::Sqlite(_) => self.begin().await?,
-        })
+        match &self.conns {
+            Conns::Postgres(_) => self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await,
+            Conns::MySql(_) => self.mysql_begin("REPEATABLE READ").await,
+            Conns::Sqlite(_) => self.begin().await,
+        }
+    }
+
+    /// A transaction on a connection whose session is first set to `level` (a statement of its own: one round trip
+    /// more, and nothing for a proxy to parse out of a multi-statement text).
+    async fn mysql_begin(&self, level: &'static str) -> Result<Tx, sqlx::Error> {
+        let mut tx = self.acquire().await?;
+        tx.execute_raw(&format!("SET SESSION TRANSACTION ISOLATION LEVEL {level}")).await?;
+        tx.open = true;
+        tx.execute_raw("BEGIN").await?;
+        Ok(tx)
     }
 
     /// A connection for single-statement reads.
     pub async fn read(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            Pool::Postgres(p) => Tx::PostgresRead(p.acquire().await?),
-            Pool::MySql(p) => Tx::MySqlRead(p.acquire().await?),
-            Pool::Sqlite(p) => Tx::SqliteRead(p.acquire().await?),
-        })
+        self.acquire().await
     }
 
     pub async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<(), sqlx::migrate::MigrateError> {
-        match self {
-            Pool::Postgres(p) => migrator.run(p).await,
-            Pool::MySql(p) => migrator.run(p).await,
-            Pool::Sqlite(p) => migrator.run(p).await,
+        match &self.conns {
+            Conns::Postgres(p) => migrator.run(p).await,
+            Conns::MySql(p) => migrator.run(p).await,
+            Conns::Sqlite(p) => migrator.run(p).await,
         }
     }
 
     pub async fn close(&self) {
-        match self {
-            Pool::Postgres(p) => p.close().await,
-            Pool::MySql(p) => p.close().await,
-            Pool::Sqlite(p) => p.close().await,
+        match &self.conns {
+            Conns::Postgres(p) => p.close().await,
+            Conns::MySql(p) => p.close().await,
+            Conns::Sqlite(p) => p.close().await,
         }
     }
 
     pub fn is_closed(&self) -> bool {
-        match self {
-            Pool::Postgres(p) => p.is_closed(),
-            Pool::MySql(p) => p.is_closed(),
-            Pool::Sqlite(p) => p.is_closed(),
+        match &self.conns {
+            Conns::Postgres(p) => p.is_closed(),
+            Conns::MySql(p) => p.is_closed(),
+            Conns::Sqlite(p) => p.is_closed(),
         }
     }
 }
 
-/// A transaction on a connection of `pool` whose session is first set to `level` (a statement of its own: one
-/// round trip more, and nothing for a proxy to parse out of a multi-statement text).
-async fn mysql_begin(pool: &MySqlPool, level: &'static str) -> Result<Tx, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let set = format!("SET SESSION TRANSACTION ISOLATION LEVEL {level}");
-    to_mysql(set).execute(&mut *conn).await?;
-    // What `Pool::begin` does with the connection it acquires (public, though not in sqlx's documentation).
-    Ok(Tx::MySql(Transaction::begin(conn, None).await?))
-}
-
 impl Tx {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Postgres(t) => t.commit().await,
-            Tx::MySql(t) => t.commit().await,
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::PostgresRead(_) | Tx::MySqlRead(_) | Tx::SqliteRead(_) => Ok(()),
+    /// `work` on this connection within the statement time limit, marked in flight until it is done: if it is
+    /// abandoned, the connection is closed on drop.
+    async fn limited<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut Conn) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let limit = self.statement_timeout;
+        self.in_flight = true;
+        let done = tokio::time::timeout(limit, work(&mut self.conn)).await.map_err(|_| timed_out(limit))??;
+        self.in_flight = false;
+        Ok(done)
+    }
+
+    /// Commits the transaction (ends it; a read-only one too). On a connection outside a transaction, nothing.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if self.open {
+            self.execute_raw("COMMIT").await?;
+            self.open = false;
         }
+        Ok(())
     }
 
     /// Runs `sql` with `args`; the number of rows it affected.
     pub async fn run(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
-        Ok(match self {
-            Tx::Postgres(t) => bound_pg!(sql, args).execute(&mut **t).await?.rows_affected(),
-            Tx::MySql(t) => to_mysql(mysql_text_statement(sql, args)?).execute(&mut **t).await?.rows_affected(),
-            Tx::Sqlite(t) => bound!(Sqlite, sql, args).execute(&mut **t).await?.rows_affected(),
-            Tx::PostgresRead(c) => bound_pg!(sql, args).execute(&mut **c).await?.rows_affected(),
-            Tx::MySqlRead(c) => to_mysql(mysql_text_statement(sql, args)?).execute(&mut **c).await?.rows_affected(),
-            Tx::SqliteRead(c) => bound!(Sqlite, sql, args).execute(&mut **c).await?.rows_affected(),
+        self.limited(async |conn| {
+            Ok(match conn {
+                Conn::Postgres(c) => bound_pg!(sql, args).execute(&mut **c).await?.rows_affected(),
+                Conn::MySql(c) => to_mysql(mysql_text_statement(sql, args)?).execute(&mut **c).await?.rows_affected(),
+                Conn::Sqlite(c) => bound!(Sqlite, sql, args).execute(&mut **c).await?.rows_affected(),
+            })
         })
+        .await
     }
 
-    /// Runs `sql` as text, unprepared: statements servers refuse to prepare (role and user DDL).
+    /// Runs `sql` as text, unprepared: statements servers refuse to prepare (role and user DDL), and transaction
+    /// control.
     pub async fn execute_raw(&mut self, sql: &str) -> Result<u64, sqlx::Error> {
-        let raw = || sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
-        Ok(match self {
-            Tx::Postgres(t) => raw().execute(&mut **t).await?.rows_affected(),
-            Tx::MySql(t) => to_mysql(sql.to_owned()).execute(&mut **t).await?.rows_affected(),
-            Tx::Sqlite(t) => raw().execute(&mut **t).await?.rows_affected(),
-            Tx::PostgresRead(c) => raw().execute(&mut **c).await?.rows_affected(),
-            Tx::MySqlRead(c) => to_mysql(sql.to_owned()).execute(&mut **c).await?.rows_affected(),
-            Tx::SqliteRead(c) => raw().execute(&mut **c).await?.rows_affected(),
+        self.limited(async |conn| {
+            let raw = || sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
+            Ok(match conn {
+                Conn::Postgres(c) => raw().execute(&mut **c).await?.rows_affected(),
+                Conn::MySql(c) => to_mysql(sql.to_owned()).execute(&mut **c).await?.rows_affected(),
+                Conn::Sqlite(c) => raw().execute(&mut **c).await?.rows_affected(),
+            })
         })
+        .await
     }
 
     /// Runs `sql` with `args`; all its rows.
@@ -667,20 +744,25 @@ impl Tx {
         args: &[Arg],
         mut f: impl FnMut(RowRef<'_>) -> Result<T, E>,
     ) -> Result<Vec<T>, E> {
-        match self {
-            Tx::Postgres(t) => map_pg(bound_pg!(sql, args).fetch(&mut **t), f).await,
-            Tx::PostgresRead(c) => map_pg(bound_pg!(sql, args).fetch(&mut **c), f).await,
-            Tx::MySql(t) => {
-                let sql = to_mysql(mysql_text_statement(sql, args)?);
-                map_rows(sql.fetch(&mut **t), |r| f(RowRef::MySql(r))).await
+        let limit = self.statement_timeout;
+        self.in_flight = true;
+        let rows = tokio::time::timeout(limit, async {
+            match &mut self.conn {
+                Conn::Postgres(c) => map_pg(bound_pg!(sql, args).fetch(&mut **c), f).await,
+                Conn::MySql(c) => {
+                    let sql = to_mysql(mysql_text_statement(sql, args)?);
+                    map_rows(sql.fetch(&mut **c), |r| f(RowRef::MySql(r))).await
+                }
+                Conn::Sqlite(c) => map_rows(bound!(Sqlite, sql, args).fetch(&mut **c), |r| f(RowRef::Sqlite(r))).await,
             }
-            Tx::MySqlRead(c) => {
-                let sql = to_mysql(mysql_text_statement(sql, args)?);
-                map_rows(sql.fetch(&mut **c), |r| f(RowRef::MySql(r))).await
-            }
-            Tx::Sqlite(t) => map_rows(bound!(Sqlite, sql, args).fetch(&mut **t), |r| f(RowRef::Sqlite(r))).await,
-            Tx::SqliteRead(c) => map_rows(bound!(Sqlite, sql, args).fetch(&mut **c), |r| f(RowRef::Sqlite(r))).await,
+        })
+        .await
+        .map_err(|_| E::from(timed_out(limit)))?;
+        // A row `f` refused ends the read early: the rest of the result may still be on the wire.
+        if rows.is_ok() {
+            self.in_flight = false;
         }
+        rows
     }
 }
 

@@ -8,10 +8,10 @@
 pub mod db;
 pub mod dialect;
 pub mod feed;
-pub mod nodelay;
 pub mod poller;
 pub mod rds;
 pub mod read_model;
+pub mod sockets;
 pub mod stream;
 
 pub use dialect::Dialect;

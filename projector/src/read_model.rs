@@ -353,6 +353,12 @@ impl ReadModel {
         })
     }
 
+    /// Lets each statement take up to `limit` (30 s by default; see `db::STATEMENT_TIMEOUT`).
+    pub fn with_statement_timeout(mut self, limit: std::time::Duration) -> ReadModel {
+        self.pool = self.pool.with_statement_timeout(limit);
+        self
+    }
+
     /// Lets statements to MySQL grow to `bytes` (from `MYSQL_STATEMENT_LIMIT`, the most RDS Proxy passes without
     /// pinning the session): fewer round trips a batch, for a MySQL with no RDS Proxy in front of it.
     pub fn with_mysql_statement_limit(mut self, bytes: usize) -> ReadModel {
@@ -984,14 +990,13 @@ impl ReadModel {
     /// True when nothing was ever projected (no orders, tombstones or positions).
     pub async fn is_empty(&self) -> Result<bool> {
         let mut conn = self.pool.begin().await?;
+        let mut empty = true;
         for table in ["orders", "order_tombstones", "projection_positions"] {
             let rows = Stmt::new(format!("SELECT COUNT(*) FROM {table}")).fetch(&mut conn).await?;
-            let n: i64 = rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0);
-            if n > 0 {
-                return Ok(false);
-            }
+            empty &= rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0) == 0;
         }
-        Ok(true)
+        conn.commit().await?;
+        Ok(empty)
     }
 
     /// The last applied position of `source` and the time of that change.
@@ -1002,7 +1007,7 @@ impl ReadModel {
             d.time_out("last_changed_at"),
             d.param(1, Col::Text)
         );
-        let mut conn = self.pool.begin().await?;
+        let mut conn = self.pool.read().await?;
         let rows = Stmt::new(sql).text(source).fetch(&mut conn).await?;
         rows.first()
             .map(|r| {
@@ -1046,6 +1051,7 @@ impl ReadModel {
                 (Sequence::parse(&seq).ok_or_else(|| corrupt("sequence"))?, get_time(&r, 2)?),
             );
         }
+        conn.commit().await?;
         Ok(snap)
     }
 }

@@ -314,6 +314,7 @@ impl ReadModel {
                 newest = newest.max(Some(version(r.int(0)?)?));
             }
         }
+        tx.commit().await?;
         Ok(newest.map(ProjectedVersion))
     }
 
@@ -484,6 +485,7 @@ impl ReadModel {
             let month = SaleMonth::parse(raw.trim()).ok_or_else(|| corrupt(format!("sale month {raw:?}")))?;
             months.insert((item_id(&get_text(&r, 0)?)?, month), r.int(2)?);
         }
+        tx.commit().await?;
         Ok(Grouped { items: items.into_values().collect(), months })
     }
 }
