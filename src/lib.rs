@@ -43,6 +43,8 @@ pub struct Settings {
     pub embedded_engine: adhoc_embedded::EmbeddedSettings,
     /// `DEV_IDENTITY` / `DEV_EMAIL`: who every local caller of `/queries` is, and their registered address.
     pub dev_identity: adhoc::Identity,
+    /// `PROJECTION_LAG_THRESHOLD_SECS` (default 60): past it, `/health` and `/projection/status` say `degraded`.
+    pub lag_threshold: std::time::Duration,
 }
 
 /// Which engine runs ad-hoc SQL.
@@ -110,6 +112,7 @@ impl Settings {
                 principal: env.get("DEV_IDENTITY").unwrap_or_else(|| "dev".to_owned()),
                 email: Some(env.get("DEV_EMAIL").unwrap_or_else(|| "dev@localhost".to_owned())),
             },
+            lag_threshold: std::time::Duration::from_secs(env.parse_or("PROJECTION_LAG_THRESHOLD_SECS", 60u64)?),
             data_dir,
         })
     }
@@ -321,7 +324,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         None => model.clone(),
     };
     let adhoc = adhoc_queries(&settings, &lake, query_addr).await?;
-    let query_app = query_api::app_with_queries(reader, query_api::Settings::default(), adhoc);
+    let query_settings = query_api::Settings { lag_threshold: settings.lag_threshold, ..Default::default() };
+    let query_app = match &opened {
+        Opened::Embedded(embedded) => {
+            let feed = Arc::new(EmbeddedFeed(embedded.clone()));
+            query_api::app_watching(reader, query_settings, adhoc, feed)
+        }
+        Opened::DynamoDb(_) => query_api::app_with_queries(reader, query_settings, adhoc),
+    };
     let serving = web::ServeSettings::default();
     let (served, queried) = tokio::join!(
         web::serve(commands, command_api::app(store), signal(), serving),
@@ -343,6 +353,33 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     queried.map_err(RunError::Serve)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The embedded change log as the query side's view of the feed: exactly what waits after the applied position.
+struct EmbeddedFeed(Arc<command_api::store::embedded::EmbeddedStore>);
+
+#[async_trait::async_trait]
+impl query_api::FeedWatch for EmbeddedFeed {
+    async fn backlogs(
+        &self,
+        applied: &[projector::read_model::PositionRow],
+    ) -> Result<Vec<query_api::FeedBacklog>, String> {
+        let source = command_api::store::embedded::SOURCE;
+        let after = applied
+            .iter()
+            .find(|p| p.source == source)
+            .map(|p| p.sequence.as_str().parse::<u64>().map_err(|e| format!("position {:?}: {e}", p.sequence)))
+            .transpose()?
+            .unwrap_or(0);
+        let backlog = self.0.backlog_after(after).await.map_err(|e| e.to_string())?;
+        Ok(vec![query_api::FeedBacklog {
+            source: source.to_owned(),
+            head: backlog.head.map(|(seq, at)| (domain::change::Sequence::from(seq), at)),
+            behind: backlog.behind,
+            at_least: false,
+            oldest_pending: backlog.oldest_pending,
+        }])
+    }
 }
 
 /// Follows the embedded store's change log into `model` until `stop` turns true.
@@ -416,8 +453,12 @@ pub async fn project(
                         store.changes_after(after, 1_000).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
                     let Some(last) = batch.last() else { break };
                     after = last.position().sequence.as_str().parse().unwrap_or(after);
-                    model.apply(&batch).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-                    total += batch.len();
+                    let n = batch.len();
+                    let outcome = projector::feed::project(&model, batch.into_iter().map(Ok).collect()).await;
+                    if let Some((index, reason)) = outcome.failure {
+                        return Err(RunError::ReadModel(format!("change {} of a batch: {reason}", index + 1)));
+                    }
+                    total += n;
                 }
                 println!("projected {total} changes from the embedded change log");
             } else {
@@ -441,6 +482,50 @@ pub async fn project(
         }
     }
     Ok(())
+}
+
+/// `orders dead-letters`: lists the changes the projection set aside; with `retry`, applies each again (the
+/// version guard keeps a change that is older than what is projected from undoing anything) and forgets the ones
+/// that now go through. Returns how many are left.
+pub async fn dead_letters(settings: Settings, retry: bool) -> Result<u64, RunError> {
+    let model = migrate(&settings).await?;
+    let letters = model.dead_letters(10_000).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
+    let mut left = letters.count;
+    println!("{} change(s) set aside", letters.count);
+    for letter in &letters.newest {
+        println!(
+            "{} {} order {} failed at {}: {}",
+            letter.source,
+            letter.sequence.as_str(),
+            letter.order_id.as_deref().unwrap_or("?"),
+            domain::order::format_time(&letter.failed_at),
+            letter.reason
+        );
+        if !retry {
+            continue;
+        }
+        let change =
+            serde_json::from_str::<domain::OrderChange>(&letter.record).map_err(|e| e.to_string()).or_else(|_| {
+                let raw: serde_json::Value = serde_json::from_str(&letter.record).map_err(|e| e.to_string())?;
+                projector::stream::decode_raw(&raw).map_err(|e| e.to_string())
+            });
+        let outcome = match change {
+            Ok(change) => model.apply(std::slice::from_ref(&change)).await.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("still does not decode: {e}")),
+        };
+        match outcome {
+            Ok(_) => {
+                model
+                    .forget_dead_letter(&letter.source, &letter.sequence)
+                    .await
+                    .map_err(|e| RunError::ReadModel(e.to_string()))?;
+                left -= 1;
+                println!("  applied, and forgotten");
+            }
+            Err(reason) => println!("  still not applied: {reason}"),
+        }
+    }
+    Ok(left)
 }
 
 /// Applies whole orders as INSERTs at `position`, printing progress; returns how many orders went in.

@@ -29,6 +29,12 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// List the changes the projection set aside because the read model could not apply them.
+    DeadLetters {
+        /// Apply each again (after a fix), forgetting those that now go through.
+        #[arg(long)]
+        retry: bool,
+    },
     /// Benchmarks, each printed next to its baseline measured in the same run.
     #[command(subcommand)]
     Bench(Bench),
@@ -85,6 +91,14 @@ fn main() -> ExitCode {
                 let settings = orders::Settings::from_env(&Env::process())?;
                 let count = orders::rebuild(settings).await?;
                 println!("rebuilt the read model from {count} orders");
+                Ok(())
+            }
+            Command::DeadLetters { retry } => {
+                let settings = orders::Settings::from_env(&Env::process())?;
+                let left = orders::dead_letters(settings, retry).await?;
+                if retry {
+                    println!("{left} change(s) still set aside");
+                }
                 Ok(())
             }
             Command::Bench(Bench::Post(args)) => orders::bench::run(args).await,

@@ -1,6 +1,7 @@
-//! Feeding the lake: the same batch rule as the read model (the decodable prefix, in order; the first record that
-//! did not take effect is named), for the Lambda on the stream, and a tail of the embedded change log that writes
-//! every `flush_every` (or at once when `max_batch` changes are waiting), never one file per record.
+//! Feeding the lake: for the Lambda on the stream, every decodable record of a batch in one write (a record that
+//! does not decode is set aside: logged with its reason and record, as the read model's dead letters are, so that
+//! no record can stall the shard); and a tail of the embedded change log that writes every `flush_every` (or at
+//! once when `max_batch` changes are waiting), never one file per record.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,14 +14,26 @@ use tokio::sync::{Notify, watch};
 
 use crate::Lake;
 
-/// Writes the decodable prefix of `records` as one batch. A failed write takes nothing (the first record is the
-/// failure; a retry rewrites the same files); otherwise the first undecodable record, if any, is.
+/// Writes the decodable records of `records` as one batch; each undecodable one is logged and set aside. A
+/// failed write takes nothing (the first record is the failure; a retry rewrites the same files).
 pub async fn consume(lake: &Lake, records: Vec<Decoded>) -> Consumed {
-    let (prefix, failure) = projector::feed::decodable_prefix(records);
-    match lake.write(&prefix).await {
+    let mut changes = Vec::with_capacity(records.len());
+    for record in records {
+        match record {
+            Ok(change) => changes.push(change),
+            Err(undecodable) => tracing::error!(
+                source = undecodable.position.as_ref().map(|p| p.source.as_str()).unwrap_or("?"),
+                sequence = undecodable.position.as_ref().map(|p| p.sequence.as_str()).unwrap_or("?"),
+                reason = %undecodable.reason,
+                record = %undecodable.record,
+                "change set aside: the lake cannot write a record that does not decode"
+            ),
+        }
+    }
+    match lake.write(&changes).await {
         Ok(written) => {
-            tracing::info!(files = written.files, rows = written.rows, changes = prefix.len(), "lake batch written");
-            Consumed { applied: prefix.len(), failure }
+            tracing::info!(files = written.files, rows = written.rows, changes = changes.len(), "lake batch written");
+            Consumed { applied: changes.len(), failure: None }
         }
         Err(e) => Consumed { applied: 0, failure: Some((0, e.to_string())) },
     }
@@ -117,21 +130,30 @@ mod tests {
     use domain::testkit::{change, order};
 
     #[tokio::test]
-    async fn given_an_undecodable_record_when_consumed_then_the_prefix_is_written_and_that_record_is_the_failure() {
+    async fn given_an_undecodable_record_when_consumed_then_it_is_set_aside_and_the_others_are_written() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
         let a = order(r#"{"orderId":"a","items":[{"itemid":"x","quantity":2}]}"#, "2023-01-02T00:00:00Z");
         let b = order(r#"{"orderId":"b","items":[{"itemid":"x","quantity":2}]}"#, "2023-01-02T00:00:00Z");
         let records = vec![
             Ok(change(ChangeKind::Insert, None, Some(&a), "s", 1)),
-            Err("bad image".to_owned()),
+            Err(projector::feed::Undecodable::reason("bad image")),
             Ok(change(ChangeKind::Insert, None, Some(&b), "s", 3)),
         ];
 
         let consumed = consume(&lake, records).await;
 
-        assert_eq!(consumed.applied, 1);
-        assert_eq!(consumed.failure.map(|(i, _)| i), Some(1));
+        assert_eq!((consumed.applied, consumed.failure), (2, None));
+        let rows: usize = std::fs::read_dir(dir.path().join(crate::TABLE))
+            .unwrap()
+            .flat_map(|day| std::fs::read_dir(day.unwrap().path()).unwrap())
+            .map(|file| {
+                let file = std::fs::File::open(file.unwrap().path()).unwrap();
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+                reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum::<usize>()
+            })
+            .sum();
+        assert_eq!(rows, 2, "a line of each decodable order");
     }
 
     #[tokio::test]

@@ -15,4 +15,6 @@ pub mod sockets;
 pub mod stream;
 
 pub use dialect::Dialect;
-pub use read_model::{Applied, DbRole, LoginAuth, ProjectionError, ReadModel, Snapshot};
+pub use read_model::{
+    Applied, Backlog, DbRole, DeadLetter, DeadLetters, LoginAuth, ProjectionError, ReadModel, Snapshot,
+};

@@ -12,9 +12,11 @@ use chrono::{DateTime, Utc};
 use domain::image::{Attr, Item};
 use tokio::sync::watch;
 
-use crate::feed::{self, Decoded};
+use crate::feed::{self, Decoded, Undecodable};
 use crate::read_model::ReadModel;
 use crate::stream::{RawRecord, decode_parts};
+use domain::Position;
+use domain::change::Sequence;
 
 const PAGE: i32 = 1_000;
 
@@ -52,7 +54,21 @@ fn item(m: Option<&std::collections::HashMap<String, AttributeValue>>) -> Item {
 
 /// A record as the DynamoDB Streams API returns it, decoded like a Lambda record. `source` names the shard.
 pub fn decode_record(source: &str, r: &Record) -> Decoded {
-    let d = r.dynamodb().ok_or("record has no dynamodb section")?;
+    let undecodable = |reason: String| {
+        let d = r.dynamodb();
+        Undecodable {
+            reason,
+            position: d
+                .and_then(|d| d.sequence_number())
+                .and_then(Sequence::parse)
+                .map(|sequence| Position { source: source.to_owned(), sequence }),
+            written_at: d
+                .and_then(|d| d.approximate_creation_date_time())
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+            record: format!("{r:?}"),
+        }
+    };
+    let d = r.dynamodb().ok_or_else(|| undecodable("record has no dynamodb section".into()))?;
     let at = d
         .approximate_creation_date_time()
         .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
@@ -66,6 +82,7 @@ pub fn decode_record(source: &str, r: &Record) -> Decoded {
         approximate_creation: at,
         source: source.to_owned(),
     })
+    .map_err(undecodable)
 }
 
 /// What one pass over the stream did.
@@ -138,10 +155,11 @@ impl Poller {
             let records = page.records.unwrap_or_default();
             if !records.is_empty() {
                 let decoded: Vec<Decoded> = records.iter().map(|r| decode_record(&source, r)).collect();
-                let outcome = feed::project(&self.model, decoded).await;
+                let outcome = feed::project(&self.model, decoded.clone()).await;
                 pass.records += records.len();
                 pass.applied += outcome.applied.applied;
                 if let Some((index, reason)) = outcome.failure {
+                    feed::record_backlog(&self.model, &decoded, index).await;
                     let sequence =
                         records[index].dynamodb().and_then(|d| d.sequence_number()).unwrap_or("?").to_owned();
                     return Err(PollError::Record { source_name: source, sequence, reason });

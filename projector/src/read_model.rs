@@ -16,9 +16,11 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::db::{Arg, Cell, DbRow, Mode, Pool, RowRef, Tx};
 
+mod health;
 mod logins;
 mod reports;
 use crate::dialect::{Col, Dialect, MYSQL_STATEMENT_LIMIT, RowSet, Val, mysql_text_len};
+pub use health::{Backlog, DeadLetter, DeadLetters};
 pub use logins::{DbRole, LoginAuth};
 pub use reports::{
     Cursor, Epoch, Grouped, ItemPage, ItemQuery, ItemRow, ItemSort, MonthRow, PositionRow, ProjectedVersion, ReadAt,
@@ -99,6 +101,13 @@ const MIGRATIONS: &[(i64, &str, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0006_priced_quantity.sql"),
         include_str!("../../migrations/mysql/0006_priced_quantity.sql"),
         include_str!("../../migrations/sqlite/0006_priced_quantity.sql"),
+    ),
+    (
+        7,
+        "dead letters and backlog",
+        include_str!("../../migrations/postgres/0007_dead_letters_and_backlog.sql"),
+        include_str!("../../migrations/mysql/0007_dead_letters_and_backlog.sql"),
+        include_str!("../../migrations/sqlite/0007_dead_letters_and_backlog.sql"),
     ),
 ];
 
@@ -947,7 +956,6 @@ impl ReadModel {
 
     /// Moves each source's position forward to the newest change of the batch (never backwards on a replay).
     async fn write_positions(&self, conn: &mut Tx, changes: &[OrderChange], now: DateTime<Utc>) -> Result<()> {
-        let d = self.dialect;
         let mut newest: BTreeMap<&str, &OrderChange> = BTreeMap::new();
         for c in changes {
             let e = newest.entry(c.position().source.as_str()).or_insert(c);
@@ -955,36 +963,9 @@ impl ReadModel {
                 *e = c;
             }
         }
-        let sources: Vec<&str> = newest.keys().copied().collect();
-        let sql = format!(
-            "SELECT source, sequence FROM projection_positions WHERE {}{}",
-            self.dialect.in_list("source", sources.len()),
-            d.for_update()
-        );
-        let mut stored: BTreeMap<String, Sequence> = BTreeMap::new();
-        for r in self.with_ids(sql, sources.iter().copied()).fetch(conn).await? {
-            let seq = get_text(&r, 1)?;
-            stored.insert(get_text(&r, 0)?, Sequence::parse(&seq).ok_or_else(|| corrupt(format!("sequence {seq:?}")))?);
-        }
-        let mut rows = RowSet::new(&[Col::Text, Col::Text, Col::Time, Col::Time]);
-        for (src, c) in newest {
-            if stored.get(src).is_none_or(|s| c.position().sequence > *s) {
-                rows.push(vec![
-                    Val::Text(src.to_owned()),
-                    Val::Text(c.position().sequence.as_str().to_owned()),
-                    Val::Time(c.changed_at()),
-                    Val::Time(now),
-                ]);
-            }
-        }
-        let tail = d.upsert(&["source"], &["sequence", "last_changed_at", "applied_at"]);
-        self.insert(
-            conn,
-            rows,
-            "INSERT INTO projection_positions (source, sequence, last_changed_at, applied_at)",
-            &tail,
-        )
-        .await
+        let rows: Vec<(&str, &Sequence, DateTime<Utc>)> =
+            newest.into_iter().map(|(source, c)| (source, &c.position().sequence, c.changed_at())).collect();
+        self.write_position_rows(conn, &rows, now).await
     }
 
     /// True when nothing was ever projected (no orders, tombstones or positions).

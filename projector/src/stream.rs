@@ -13,7 +13,7 @@ use domain::{ChangeKind, Order, OrderChange, Position};
 use serde_dynamo::AttributeValue;
 use serde_json::Value;
 
-use crate::feed::{self, Decoded};
+use crate::feed::{self, Decoded, Undecodable};
 use crate::read_model::ReadModel;
 
 /// The feed name used when a record does not say which stream it came from.
@@ -93,10 +93,27 @@ fn identity(raw: &Value) -> (String, Option<String>) {
     (event_id, sequence)
 }
 
-/// One raw record of an event, decoded on its own.
+/// One raw record of an event, decoded on its own; one that does not decode keeps what can be read of where it
+/// sits (its stream and sequence number, when it was written) and itself as delivered.
 pub fn decode_raw(raw: &Value) -> Decoded {
-    let record: EventRecord = serde_json::from_value(raw.clone()).map_err(|e| format!("not a stream record: {e}"))?;
-    decode(&record)
+    let undecodable = |reason: String| {
+        let source = raw.get("eventSourceARN").and_then(Value::as_str).unwrap_or(DEFAULT_SOURCE).to_owned();
+        let sequence = identity(raw).1.as_deref().and_then(Sequence::parse);
+        let written_at = raw
+            .get("dynamodb")
+            .and_then(|d| d.get("ApproximateCreationDateTime"))
+            .and_then(Value::as_f64)
+            .and_then(|secs| DateTime::from_timestamp_millis((secs * 1_000.0) as i64));
+        Undecodable {
+            reason,
+            position: sequence.map(|sequence| Position { source, sequence }),
+            written_at,
+            record: raw.to_string(),
+        }
+    };
+    let record: EventRecord =
+        serde_json::from_value(raw.clone()).map_err(|e| undecodable(format!("not a stream record: {e}")))?;
+    decode(&record).map_err(undecodable)
 }
 
 /// What a consumer did with a batch: how many records took effect, and the first that did not (index and why).
@@ -111,7 +128,11 @@ pub struct Consumed {
 /// retried) only when that record has no sequence number to name.
 pub async fn handle(model: &ReadModel, event: &Value) -> Result<DynamoDbEventResponse, String> {
     handle_with(event, "stream batch", |records| async move {
+        let backlog: Vec<Decoded> = records.clone();
         let outcome = feed::project(model, records).await;
+        if let Some((index, _)) = &outcome.failure {
+            feed::record_backlog(model, &backlog, *index).await;
+        }
         Consumed { applied: outcome.applied.applied, failure: outcome.failure }
     })
     .await

@@ -62,39 +62,47 @@ async fn given_a_mixed_batch_delivered_twice_then_the_second_delivery_changes_no
 }
 
 #[tokio::test]
-async fn given_a_malformed_record_mid_batch_then_it_is_reported_by_sequence_number_and_nothing_after_it_is_applied() {
+async fn given_a_malformed_record_mid_batch_then_it_is_set_aside_with_its_reason_and_the_rest_is_applied() {
     let (_dir, model) = sqlite().await;
     let r = projector::stream::handle(&model, &event("dynamodb-malformed.json")).await.unwrap();
-    assert_eq!(failures(&r), ["110000000000000000002"]);
+    assert!(failures(&r).is_empty(), "a record that cannot decode is not retried: it would stall the shard");
     let snap = model.snapshot().await.unwrap();
     assert_eq!(
         snap.orders.keys().map(|o| o.to_string()).collect::<Vec<_>>(),
-        ["6119"],
-        "the record before it is applied"
+        ["6119", "6120"],
+        "the records before and after it are applied"
     );
-    assert_eq!(snap.positions.values().next().unwrap().0.as_str(), "110000000000000000001");
+    assert_eq!(snap.positions.values().next().unwrap().0.as_str(), "110000000000000000003");
+    let letters = model.dead_letters(10).await.unwrap();
+    assert_eq!(letters.count, 1);
+    let letter = &letters.newest[0];
+    assert_eq!(letter.sequence.as_str(), "110000000000000000002");
+    assert!(letter.reason.starts_with("undecodable record:"), "{}", letter.reason);
+    let raw: Value = serde_json::from_str(&letter.record).unwrap();
+    assert_eq!(raw["eventID"], event("dynamodb-malformed.json")["Records"][1]["eventID"], "the record as delivered");
 
-    // Lambda retries from the reported record: it fails again, at the same place, and applies nothing new.
-    let mut retry = event("dynamodb-malformed.json");
-    retry["Records"].as_array_mut().unwrap().remove(0);
-    let r = projector::stream::handle(&model, &retry).await.unwrap();
-    assert_eq!(failures(&r), ["110000000000000000002"]);
+    // Delivered again (Lambda retries whole batches after a timeout): nothing changes, the letter is kept once.
+    let r = projector::stream::handle(&model, &event("dynamodb-malformed.json")).await.unwrap();
+    assert!(failures(&r).is_empty());
     assert_eq!(model.snapshot().await.unwrap(), snap);
+    assert_eq!(model.dead_letters(10).await.unwrap().count, 1);
 }
 
 #[tokio::test]
-async fn records_that_are_not_stream_records_are_reported_not_skipped() {
+async fn records_that_are_not_stream_records_are_set_aside_not_skipped() {
     let (_dir, model) = sqlite().await;
     let mut e = event("dynamodb-batch.json");
     e["Records"][0]["eventName"] = json!("TRUNCATE");
+    e["Records"][1]["dynamodb"]["NewImage"] = json!("not a map");
     let r = projector::stream::handle(&model, &e).await.unwrap();
-    assert_eq!(failures(&r), ["110000000000000000001"]);
-    e["Records"][0]["dynamodb"]["NewImage"] = json!("not a map");
-    e["Records"][0]["eventName"] = json!("INSERT");
-    let r = projector::stream::handle(&model, &e).await.unwrap();
-    assert_eq!(failures(&r), ["110000000000000000001"]);
-    assert!(model.snapshot().await.unwrap().orders.is_empty());
-    // Without a sequence number there is nothing to name: the whole batch fails (and is retried).
+    assert!(failures(&r).is_empty());
+    let letters = model.dead_letters(10).await.unwrap();
+    let mut set_aside: Vec<&str> = letters.newest.iter().map(|l| l.sequence.as_str()).collect();
+    set_aside.sort();
+    assert_eq!(set_aside, ["110000000000000000001", "110000000000000000002"]);
+    // Without a sequence number there is nothing to name or set aside: the whole batch fails (and is retried).
+    let mut e = event("dynamodb-batch.json");
+    e["Records"][0]["eventName"] = json!("TRUNCATE");
     e["Records"][0]["dynamodb"].as_object_mut().unwrap().remove("SequenceNumber");
     assert!(projector::stream::handle(&model, &e).await.is_err());
     assert!(projector::stream::handle(&model, &json!({"detail": {}})).await.is_err());

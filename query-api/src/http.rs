@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate};
 use domain::{ItemId, OrderId, Version};
 use projector::ReadModel;
 use projector::read_model::{Cursor, Epoch, ItemQuery, ItemRow, ItemSort, MonthRow, ReadAt};
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::error::{ErrorBody, ErrorDetail, QueryError};
+use crate::status::{FeedWatch, RecordedBacklogs};
 
 /// Largest accepted request body: a `/queries` submission of the longest statement the guard takes, escaped.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -37,19 +38,27 @@ pub struct Settings {
     pub poll_every: Duration,
     /// Report answers kept in memory, each valid for one read-model epoch (0: none kept).
     pub cache_entries: usize,
+    /// A source whose oldest waiting change is older than this makes the projection `degraded`.
+    pub lag_threshold: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { consistency_wait: Duration::from_secs(5), poll_every: Duration::from_millis(10), cache_entries: 32 }
+        Settings {
+            consistency_wait: Duration::from_secs(5),
+            poll_every: Duration::from_millis(10),
+            cache_entries: 32,
+            lag_threshold: crate::status::LAG_THRESHOLD,
+        }
     }
 }
 
 #[derive(Clone)]
-struct AppState {
-    model: Arc<ReadModel>,
-    settings: Settings,
+pub(crate) struct AppState {
+    pub(crate) model: Arc<ReadModel>,
+    pub(crate) settings: Settings,
     cache: Arc<Mutex<VecDeque<Cached>>>,
+    pub(crate) feed: Arc<dyn FeedWatch>,
 }
 
 /// One answer as sent, good while the read model's epoch is the one it was read at.
@@ -82,8 +91,19 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "orders query API", description = "Reports from the read model, with read-your-writes."),
-    paths(item_report, monthly_report, status, health),
-    components(schemas(ItemSales, MonthlySales, ProjectionStatus, SourceStatus, Health, ErrorBody, ErrorDetail))
+    paths(item_report, monthly_report, crate::status::status, crate::status::health),
+    components(schemas(
+        ItemSales,
+        MonthlySales,
+        crate::status::ProjectionStatus,
+        crate::status::SourceStatus,
+        crate::status::DeadLettersStatus,
+        crate::status::DeadLetterStatus,
+        crate::status::Reason,
+        crate::status::Health,
+        ErrorBody,
+        ErrorDetail
+    ))
 )]
 pub struct ApiDoc;
 
@@ -97,35 +117,31 @@ pub fn app(model: Arc<ReadModel>, settings: Settings) -> Router {
     app_with_queries(model, settings, adhoc::http::Queries { service: None, identify: Arc::new(|_| None) })
 }
 
-/// The reports and ad-hoc SQL (`/queries`).
+/// The reports and ad-hoc SQL (`/queries`), with the backlogs stream consumers record as the feed's.
 pub fn app_with_queries(model: Arc<ReadModel>, settings: Settings, queries: adhoc::http::Queries) -> Router {
+    let feed = Arc::new(RecordedBacklogs(model.clone()));
+    app_watching(model, settings, queries, feed)
+}
+
+/// The reports and ad-hoc SQL, learning what the feed holds from `feed`.
+pub fn app_watching(
+    model: Arc<ReadModel>,
+    settings: Settings,
+    queries: adhoc::http::Queries,
+    feed: Arc<dyn FeedWatch>,
+) -> Router {
     let router = Router::new()
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(api_docs::routes("orders query API"))
-        .route("/health", get(health))
+        .route("/health", get(crate::status::health))
         .route("/itemSalesReport", get(item_report))
         .route("/monthlySalesByItem/{itemid}", get(monthly_report))
-        .route("/projection/status", get(status))
+        .route("/projection/status", get(crate::status::status))
         .fallback(|| async { QueryError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { QueryError::MethodNotAllowed })
-        .with_state(AppState { model, settings, cache: Arc::new(Mutex::new(VecDeque::new())) })
+        .with_state(AppState { model, settings, cache: Arc::new(Mutex::new(VecDeque::new())), feed })
         .merge(adhoc::http::routes(queries));
     web::edge(router, web::EdgeSettings { max_body_bytes: MAX_BODY_BYTES, ..Default::default() })
-}
-
-#[utoipa::path(
-    get,
-    path = "/health",
-    description = "Whether the read model answers.",
-    responses(
-        (status = 200, description = "It does", body = Health),
-        (status = 503, description = "It does not", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
-    )
-)]
-async fn health(State(state): State<AppState>) -> Result<Json<Health>, QueryError> {
-    state.model.positions().await?;
-    Ok(Json(Health { status: "ok".into() }))
 }
 
 /// The query string as (key, value) pairs, refusing keys outside `allowed` and repeats of all but `repeatable`.
@@ -569,35 +585,6 @@ impl From<&MonthRow> for MonthlySales {
     }
 }
 
-/// One change-feed source of `GET /projection/status`.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SourceStatus {
-    /// `embedded`, a stream ARN (Lambda), or `<stream ARN>#<shard>` (poller).
-    pub source: String,
-    /// The last applied change's sequence number.
-    pub sequence: String,
-    /// When that change happened in the write model (RFC 3339, UTC).
-    pub last_changed_at: String,
-    /// When it was applied to the read model.
-    pub applied_at: String,
-    /// How long that change took to reach the read model.
-    pub lag_seconds: f64,
-    /// How old the newest projected change is (grows while nothing is written, too).
-    pub seconds_since_last_change: f64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProjectionStatus {
-    pub sources: Vec<SourceStatus>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    #[schema(example = "ok")]
-    pub status: String,
-}
-
 #[utoipa::path(
     get,
     path = "/monthlySalesByItem/{itemid}",
@@ -634,39 +621,6 @@ async fn monthly_report(
         Ok((json_bytes(&body)?, read_at, None))
     })
     .await
-}
-
-#[utoipa::path(
-    get,
-    path = "/projection/status",
-    description = "The last applied position of each change-feed source, when its change happened and was applied.",
-    responses(
-        (status = 200, description = "Per source", body = ProjectionStatus),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "The read model is unavailable", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
-    )
-)]
-async fn status(State(state): State<AppState>) -> Result<Response, QueryError> {
-    let now = Utc::now();
-    let secs = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1_000.0;
-    let sources = state
-        .model
-        .positions()
-        .await?
-        .iter()
-        .map(|p| SourceStatus {
-            source: p.source.clone(),
-            sequence: p.sequence.as_str().to_owned(),
-            last_changed_at: domain::order::format_time(&p.last_changed_at),
-            applied_at: domain::order::format_time(&p.applied_at),
-            lag_seconds: secs(p.applied_at - p.last_changed_at),
-            seconds_since_last_change: secs(now - p.last_changed_at),
-        })
-        .collect();
-    let mut response = Json(ProjectionStatus { sources }).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 
 pub mod error;
 pub mod http;
+pub mod status;
 
 pub use error::QueryError;
-pub use http::{Settings, app, app_with_queries, openapi};
+pub use http::{Settings, app, app_watching, app_with_queries, openapi};
+pub use status::{FeedBacklog, FeedWatch};

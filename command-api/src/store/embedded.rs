@@ -299,6 +299,17 @@ fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, committed: &
     }
 }
 
+/// What the change log holds beyond a position (`EmbeddedStore::backlog_after`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    /// The newest change's position and when it was made; `None` for an empty log.
+    pub head: Option<(u64, DateTime<Utc>)>,
+    /// Changes after the position.
+    pub behind: u64,
+    /// When the first change after the position was made.
+    pub oldest_pending: Option<DateTime<Utc>>,
+}
+
 impl EmbeddedStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path, options: EmbeddedOptions) -> Result<EmbeddedStore, StoreError> {
@@ -371,6 +382,47 @@ impl EmbeddedStore {
             })();
             conn.execute_batch("COMMIT").map_err(classify)?;
             result
+        })
+        .await
+    }
+
+    /// The change log beyond position `after`: its newest change (position and time), how many changes come after
+    /// `after`, and when the first of them was made.
+    pub async fn backlog_after(&self, after: u64) -> Result<Backlog, StoreError> {
+        self.read(move |conn| {
+            let time = |raw: Option<String>| -> Result<Option<DateTime<Utc>>, StoreError> {
+                raw.map(|at| {
+                    domain::order::parse_time(&at).ok_or_else(|| StoreError::Internal(format!("bad change time {at}")))
+                })
+                .transpose()
+            };
+            let head: Option<(i64, String)> = conn
+                .query_row("SELECT position, changed_at FROM order_changes ORDER BY position DESC LIMIT 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(classify)?;
+            let behind: i64 = conn
+                .query_row("SELECT COUNT(*) FROM order_changes WHERE position > ?1", params![int(after)], |r| r.get(0))
+                .map_err(classify)?;
+            let oldest: Option<String> = conn
+                .query_row(
+                    "SELECT changed_at FROM order_changes WHERE position > ?1 ORDER BY position LIMIT 1",
+                    params![int(after)],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(classify)?;
+            Ok(Backlog {
+                head: match head {
+                    Some((position, at)) => {
+                        Some((u64::try_from(position).unwrap_or(0), time(Some(at))?.unwrap_or_default()))
+                    }
+                    None => None,
+                },
+                behind: u64::try_from(behind).unwrap_or(0),
+                oldest_pending: time(oldest)?,
+            })
         })
         .await
     }

@@ -18,5 +18,12 @@ async fn main() -> Result<(), lambda_http::Error> {
         service: Some(service),
         identify: adhoc::http::authorizer_identity(settings.common.addresses),
     };
-    lambda_http::run(query_api::app_with_queries(model, query_api::Settings::default(), queries)).await
+    let lag_threshold = match std::env::var("PROJECTION_LAG_THRESHOLD_SECS").ok().filter(|v| !v.is_empty()) {
+        Some(raw) => std::time::Duration::from_secs(
+            raw.parse().map_err(|e| format!("PROJECTION_LAG_THRESHOLD_SECS={raw:?}: expected whole seconds ({e})"))?,
+        ),
+        None => query_api::status::LAG_THRESHOLD,
+    };
+    let settings = query_api::Settings { lag_threshold, ..Default::default() };
+    lambda_http::run(query_api::app_with_queries(model, settings, queries)).await
 }
