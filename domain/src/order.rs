@@ -129,7 +129,13 @@ pub enum PriceError {
     Negative,
     #[error("must have at most {MAX_PRICE_SCALE} decimal places")]
     TooPrecise,
+    #[error("must be at most {MAX_UNIT_PRICE}")]
+    TooLarge,
 }
+
+/// The largest unit price: 14 digits before the point and 4 after, what every store holds exactly (the lake's
+/// DECIMAL(18,4); the read models' DECIMAL(19,4)).
+pub const MAX_UNIT_PRICE: &str = "99999999999999.9999";
 
 impl UnitPrice {
     pub fn new(raw: Decimal) -> Result<UnitPrice, PriceError> {
@@ -139,6 +145,9 @@ impl UnitPrice {
         }
         if normal.scale() > MAX_PRICE_SCALE {
             return Err(PriceError::TooPrecise);
+        }
+        if normal > Decimal::new(999_999_999_999_999_999, 4) {
+            return Err(PriceError::TooLarge);
         }
         // `normalize` keeps the sign of -0; a price of zero is just zero.
         Ok(UnitPrice(if normal.is_zero() { Decimal::ZERO } else { normal }))
@@ -345,6 +354,9 @@ mod tests {
         assert_eq!(p("0.0001").unwrap().get().to_string(), "0.0001");
         assert_eq!(p("0.00001"), Err(PriceError::TooPrecise));
         assert_eq!(p("-0.01"), Err(PriceError::Negative));
+        assert_eq!(p(MAX_UNIT_PRICE).unwrap().get().to_string(), MAX_UNIT_PRICE, "the largest every store holds");
+        assert_eq!(p("100000000000000"), Err(PriceError::TooLarge));
+        assert_eq!(p("79228162514264337593543950335"), Err(PriceError::TooLarge));
     }
 
     #[test]

@@ -441,13 +441,13 @@ mod tests {
             br#"{"orderId":"a","orderDate":"2022-10-13T23:30:00-02:00","items":[
                 {"itemid":"x","quantity":1,"unitPrice":19.99},
                 {"itemid":"y","quantity":1,"unitPrice":"0.1000"},
-                {"itemid":"z","quantity":1,"unitPrice":12345678901234567.5}]}"#,
+                {"itemid":"z","quantity":1,"unitPrice":12345678901234.5678}]}"#,
             now(),
         )
         .unwrap();
         let prices: Vec<String> =
             draft.lines.as_slice().iter().map(|l| l.unit_price.unwrap().get().to_string()).collect();
-        assert_eq!(prices, ["19.99", "0.1", "12345678901234567.5"]);
+        assert_eq!(prices, ["19.99", "0.1", "12345678901234.5678"], "18 digits: more than a float holds");
         assert_eq!(crate::order::format_time(&draft.order_date.unwrap()), "2022-10-14T01:30:00.000Z");
     }
 
