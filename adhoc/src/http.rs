@@ -101,32 +101,129 @@ pub fn routes(queries: Queries) -> Router {
 )]
 pub struct ApiDoc;
 
-/// `POST /queries` body: `{"sql": "...", "notify": false}`, or the earlier
-/// `{"QueryString": "...", "QueryExecutionContext": {"Database": "<the lake's>"}}`.
-#[derive(Debug, serde::Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SubmitBody {
-    /// One query (SELECT / WITH) over the lake's `order_lines` and `order_lines_current`.
-    #[schema(example = "SELECT itemid, SUM(quantity) AS total FROM order_lines_current GROUP BY itemid")]
-    sql: String,
-    /// Send a notice to the caller's registered address when the query ends.
-    #[serde(default)]
-    notify: bool,
+/// The `/queries` document; `lake_database`, when known, is the one database a submission in the earlier shape may
+/// name.
+pub fn document(lake_database: Option<&str>) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    if let (Some(database), Some(components)) = (lake_database, doc.components.as_mut()) {
+        components.schemas.insert("SubmitBody".into(), submit_body_schema(Some(database)).into());
+    }
+    doc
+}
+
+/// The submission's answer linked to what can be done with the query it started (OpenAPI links: clients and
+/// stateful testers follow them), in the served JSON (utoipa 5.5 writes a link's `operationId` as
+/// `operation_id`).
+pub fn add_links(doc: &mut Value) {
+    let link = |operation: &str| serde_json::json!({ "operationId": operation, "parameters": { "id": "$response.body#/queryId" } });
+    if let Some(accepted) = doc.pointer_mut("/paths/~1queries/post/responses/202").and_then(Value::as_object_mut) {
+        accepted.insert(
+            "links".into(),
+            serde_json::json!({
+                "status": link("status"),
+                "results": link("results"),
+                "download": link("download"),
+                "cancel": link("cancel"),
+            }),
+        );
+    }
+}
+
+/// A schema from its JSON form (constant, so it always parses; an empty schema otherwise, which the document's
+/// tests would show).
+fn schema(json: Value) -> utoipa::openapi::schema::Schema {
+    serde_json::from_value(json)
+        .unwrap_or_else(|_| utoipa::openapi::schema::Schema::Object(utoipa::openapi::schema::Object::default()))
+}
+
+/// `POST /queries`: `{"sql", "notify"?}`, or the earlier `{"QueryString", "QueryExecutionContext"?}`; nothing
+/// else (in particular nothing that chooses where or how the query runs).
+fn submit_body_schema(database: Option<&str>) -> utoipa::openapi::schema::Schema {
+    let mut db = serde_json::json!({ "type": "string", "description": "The lake's database (LAKE_DATABASE)" });
+    if let Some(database) = database {
+        db["enum"] = serde_json::json!([database]);
+    }
+    let sql = serde_json::json!({
+        "type": "string",
+        "maxLength": 65536,
+        "description": "One query (SELECT / WITH) over the lake's order_lines and order_lines_current, at most 64 KiB \
+                        of UTF-8; the guard refuses anything else with 400 and a code naming the reason.",
+        "examples": ["SELECT itemid, SUM(quantity) AS total FROM order_lines_current GROUP BY itemid"]
+    });
+    let notify = serde_json::json!({
+        "type": ["boolean", "null"],
+        "description": "Mail a notice to the caller's registered address when the query ends (default false)."
+    });
+    schema(serde_json::json!({
+        "oneOf": [
+            {
+                "type": "object",
+                "title": "Query",
+                "required": ["sql"],
+                "properties": { "sql": sql, "notify": notify },
+                "additionalProperties": false
+            },
+            {
+                "type": "object",
+                "title": "Athena's StartQueryExecution",
+                "required": ["QueryString"],
+                "properties": {
+                    "QueryString": sql,
+                    "notify": notify,
+                    "QueryExecutionContext": {
+                        "type": "object",
+                        "properties": {
+                            "Database": db,
+                            "Catalog": { "type": "string", "enum": ["AwsDataCatalog"] }
+                        },
+                        "additionalProperties": false
+                    }
+                },
+                "additionalProperties": false
+            }
+        ]
+    }))
+}
+
+/// `POST /queries` body (see [`submit_body_schema`]).
+pub struct SubmitBody;
+
+impl utoipa::PartialSchema for SubmitBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        submit_body_schema(None).into()
+    }
+}
+
+impl ToSchema for SubmitBody {}
+
+/// A page's rows: each an array of cells in column order.
+fn rows_schema() -> utoipa::openapi::schema::Schema {
+    schema(serde_json::json!({
+        "type": "array",
+        "items": {
+            "type": "array",
+            "description": "One row: its cells in column order. Integers and floats as numbers, decimals (exact) \
+                            and everything else as text, booleans as booleans, NULL as null.",
+            "items": { "type": ["string", "number", "integer", "boolean", "null"] }
+        }
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Submitted {
+    #[schema(format = "uuid")]
     pub query_id: String,
     #[schema(value_type = String, example = "QUEUED")]
     pub state: crate::engine::State,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QueryStatus {
+    #[schema(format = "uuid")]
     pub query_id: String,
-    #[schema(value_type = String, example = "SUCCEEDED")]
+    #[schema(value_type = String, example = "SUCCEEDED", pattern = "^(QUEUED|RUNNING|SUCCEEDED|FAILED|CANCELLED)$")]
     pub state: crate::engine::State,
     pub sql: String,
     pub notify: bool,
@@ -140,11 +237,10 @@ pub struct QueryStatus {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResultsPage {
     pub columns: Vec<Column>,
-    /// Typed: numbers as numbers, decimals as strings, NULL as null.
-    #[schema(value_type = Vec<Vec<Object>>)]
+    #[schema(schema_with = rows_schema)]
     pub rows: Vec<Vec<Value>>,
     /// Pass back as `nextToken` for the next page; absent on the last.
     pub next_token: Option<String>,
@@ -210,14 +306,14 @@ fn parse_submit(body: &[u8], database: &str) -> Result<(String, bool), AdhocErro
 fn check_context(context: &Map<String, Value>, database: &str) -> Result<(), AdhocError> {
     for (key, value) in context {
         match (key.as_str(), value) {
-            ("Database", Value::String(d)) if d.eq_ignore_ascii_case(database) => {}
+            ("Database", Value::String(d)) if d == database => {}
             ("Database", _) => {
                 return Err(AdhocError::bad(
                     "database_not_allowed",
                     format!("queries run in the lake's database {database:?} only"),
                 ));
             }
-            ("Catalog", Value::String(c)) if c.eq_ignore_ascii_case("AwsDataCatalog") => {}
+            ("Catalog", Value::String(c)) if c == "AwsDataCatalog" => {}
             _ => {
                 return Err(AdhocError::bad(
                     "field_not_allowed",
@@ -236,6 +332,7 @@ fn check_context(context: &Map<String, Value>, database: &str) -> Result<(), Adh
             headers(("Location" = String, description = "/queries/{id}"))),
         (status = 400, description = "Refused by the guard, or a malformed body", body = ErrorBody),
         (status = 401, description = "Caller not identified", body = ErrorBody),
+        (status = 413, description = "Body larger than 256 KiB", body = ErrorBody),
         (status = 503, description = "Not configured, or the engine or records are unavailable", body = ErrorBody),
     ))]
 async fn submit(
@@ -256,7 +353,7 @@ async fn submit(
 }
 
 /// State, times, bytes scanned, run time and failure reason of one of the caller's queries.
-#[utoipa::path(get, path = "/queries/{id}", tag = "ad-hoc SQL", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/queries/{id}", tag = "ad-hoc SQL", params(("id" = String, Path, format = "uuid", description = "The query's id, from its submission")),
     responses(
         (status = 200, body = QueryStatus),
         (status = 401, body = ErrorBody),
@@ -274,8 +371,10 @@ async fn status(
 
 /// One page of a succeeded query's rows.
 #[utoipa::path(get, path = "/queries/{id}/results", tag = "ad-hoc SQL",
-    params(("id" = String, Path), ("maxResults" = Option<u32>, Query, description = "1..1000, default 1000"),
-        ("nextToken" = Option<String>, Query, description = "From the previous page")),
+    params(("id" = String, Path, format = "uuid", description = "The query's id, from its submission"),
+        ("maxResults" = Option<u32>, Query, description = "1..1000, default 1000", minimum = 1, maximum = 1000),
+        ("nextToken" = Option<String>, Query, min_length = 1,
+            description = "From the previous page of the same query (opaque; any other is refused)")),
     responses(
         (status = 200, body = ResultsPage),
         (status = 400, description = "maxResults out of range, or a token not issued for this query", body = ErrorBody),
@@ -306,7 +405,7 @@ async fn results(
 }
 
 /// The whole result as CSV: streamed here, or a redirect to a presigned link (AWS).
-#[utoipa::path(get, path = "/queries/{id}/download", tag = "ad-hoc SQL", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/queries/{id}/download", tag = "ad-hoc SQL", params(("id" = String, Path, format = "uuid", description = "The query's id, from its submission")),
     responses(
         (status = 200, description = "CSV", content_type = "text/csv"),
         (status = 303, description = "Presigned link to the CSV", headers(("Location" = String))),
@@ -338,7 +437,7 @@ async fn download(
 }
 
 /// Cancel one of the caller's queries (no effect once it has ended).
-#[utoipa::path(delete, path = "/queries/{id}", tag = "ad-hoc SQL", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/queries/{id}", tag = "ad-hoc SQL", params(("id" = String, Path, format = "uuid", description = "The query's id, from its submission")),
     responses(
         (status = 200, description = "The query's state after the cancel", body = QueryStatus),
         (status = 401, body = ErrorBody),

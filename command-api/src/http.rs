@@ -49,12 +49,12 @@ pub struct ApiDoc;
 
 /// The document served at `/openapi.json`: `ApiDoc`, with `POST /` (the earlier version's address, routed to the
 /// same handler) described by the same operation as `POST /orders`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     if let Some(orders) = doc.paths.paths.get("/orders").cloned() {
         doc.paths.paths.insert("/".to_owned(), orders);
     }
-    doc
+    web::openapi::served(&doc)
 }
 
 /// The command API. Locally served by `axum::serve`; on Lambda by `lambda_http::run`.
@@ -124,7 +124,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
     }
     let bare = text.strip_prefix("W/").unwrap_or(text);
     let bare = bare.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(bare);
-    bare.parse::<u64>().ok().and_then(Version::new).map(Some).ok_or_else(bad)
+    Version::parse_text(bare).map(Some).ok_or_else(bad)
 }
 
 #[utoipa::path(
@@ -187,7 +187,7 @@ async fn create(
     get,
     path = "/orders/{orderId}",
     description = "The order as stored (strongly consistent).",
-    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -")),
+    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -", pattern = "^[A-Za-z0-9._:-]{1,64}$")),
     responses(
         (status = 200, description = "The order", body = crate::openapi::Order, headers(("ETag" = String, description = "\"<version>\""))),
         (status = 400, description = "Invalid id", body = ErrorBody),
@@ -210,7 +210,7 @@ async fn read(State(state): State<AppState>, Path(raw): Path<String>) -> Result<
     put,
     path = "/orders/{orderId}",
     description = "Replace the order's lines; needs the version read (If-Match or version).",
-    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -"), ("If-Match" = Option<String>, Header, description = "The version read, as its ETag: \"3\"")),
+    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -", pattern = "^[A-Za-z0-9._:-]{1,64}$"), ("If-Match" = Option<String>, Header, description = "The version read, as its ETag: \"3\" (W/\"3\" and 3 too; * for any)", pattern = r#"^(\*|(W/)?"0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#)),
     request_body(content = crate::openapi::AmendOrder, content_type = "application/json"),
     responses(
         (status = 200, description = "Amended", body = CommandResultDoc),
@@ -260,7 +260,7 @@ async fn updated(state: &AppState, id: &OrderId, command: OrderCommand, what: &s
     post,
     path = "/orders/{orderId}/cancel",
     description = "Cancel the order (again: same answer, nothing changes).",
-    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -"), ("If-Match" = Option<String>, Header, description = "The version read, as its ETag: \"3\"")),
+    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -", pattern = "^[A-Za-z0-9._:-]{1,64}$"), ("If-Match" = Option<String>, Header, description = "The version read, as its ETag: \"3\" (W/\"3\" and 3 too; * for any)", pattern = r#"^(\*|(W/)?"0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#)),
     responses(
         (status = 200, description = "Cancelled", body = CommandResultDoc),
         (status = 400, description = "Invalid id or If-Match", body = ErrorBody),
@@ -285,7 +285,7 @@ async fn cancel(
     delete,
     path = "/orders/{orderId}",
     description = "Erase the order (a REMOVE on the change feed).",
-    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -"), ("If-Match" = Option<String>, Header, description = "The version read, as its ETag: \"3\"")),
+    params(("orderId" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : -", pattern = "^[A-Za-z0-9._:-]{1,64}$"), ("If-Match" = Option<String>, Header, description = "The version read, as its ETag: \"3\" (W/\"3\" and 3 too; * for any)", pattern = r#"^(\*|(W/)?"0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#)),
     responses(
         (status = 204, description = "Erased"),
         (status = 400, description = "Invalid id or If-Match", body = ErrorBody),

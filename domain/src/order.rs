@@ -49,6 +49,10 @@ pub(crate) mod time_serde {
     }
 }
 
+/// The highest version a client may name (If-Match, `version`): 18 digits, which an order never reaches and which
+/// every store's signed 64-bit integers and every document's patterns hold exactly.
+pub const MAX_VERSION: u64 = 999_999_999_999_999_999;
+
 /// 1 on create, +1 on every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
@@ -59,6 +63,19 @@ impl Version {
 
     pub fn new(raw: u64) -> Option<Version> {
         (raw >= 1).then_some(Version(raw))
+    }
+
+    /// A version as a client writes it in text (If-Match, `consistentWith`): ASCII digits only, 1 to
+    /// [`MAX_VERSION`] (leading zeros allowed; no sign, no spaces).
+    pub fn parse_text(raw: &str) -> Option<Version> {
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits = raw.trim_start_matches('0');
+        if digits.len() > 18 {
+            return None;
+        }
+        digits.parse::<u64>().ok().filter(|n| *n <= MAX_VERSION).and_then(Version::new)
     }
 
     pub fn get(self) -> u64 {
@@ -343,6 +360,17 @@ mod tests {
 
     fn line(item: &str, qty: u32) -> OrderLine {
         OrderLine { itemid: ItemId::parse(item).unwrap(), quantity: Quantity::new(qty).unwrap(), unit_price: None }
+    }
+
+    #[test]
+    fn a_version_in_text_is_digits_from_1_to_the_maximum() {
+        assert_eq!(Version::parse_text("3"), Version::new(3));
+        assert_eq!(Version::parse_text("0003"), Version::new(3));
+        assert_eq!(Version::parse_text("999999999999999999"), Version::new(MAX_VERSION));
+        for bad in ["", "0", "000", "+3", "-3", " 3", "3 ", "1e3", "3.0", "1000000000000000000", "18446744073709551616"]
+        {
+            assert_eq!(Version::parse_text(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ use serde_json::value::RawValue;
 
 use crate::id::{ItemId, OrderId};
 use crate::order::{
-    Lines, MAX_LINES, MAX_PRICE_SCALE, MAX_QUANTITY, OrderDraft, OrderLine, Quantity, UnitPrice, Version, timestamp,
+    Lines, MAX_LINES, MAX_PRICE_SCALE, MAX_QUANTITY, MAX_VERSION, OrderDraft, OrderLine, Quantity, UnitPrice, Version,
+    timestamp,
 };
 
 /// How far ahead of acceptance a client-supplied `orderDate` may be.
@@ -394,7 +395,7 @@ pub fn parse_amendment(body: &[u8], path_id: &OrderId) -> Result<Amendment, Inpu
     let lines = lines(f.take("items"), &mut out);
     let version = match f.take("version").filter(|r| kind(r) != Kind::Null) {
         None => Some(None),
-        Some(r) => integer(Some(r), "version", 1, u64::MAX, &mut out).and_then(Version::new).map(Some),
+        Some(r) => integer(Some(r), "version", 1, MAX_VERSION, &mut out).and_then(Version::new).map(Some),
     };
     let parts = match (lines, version) {
         (Some(lines), Some(version)) => Some(Amendment { lines, version }),

@@ -108,8 +108,16 @@ impl AppState {
 pub struct ApiDoc;
 
 /// The whole document: the reports and the ad-hoc SQL routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi().merge_from(adhoc::http::ApiDoc::openapi())
+pub fn openapi() -> serde_json::Value {
+    document(None)
+}
+
+/// The whole document, naming the lake's database where ad-hoc SQL is configured (a submission in the earlier
+/// shape must name it).
+pub fn document(lake_database: Option<&str>) -> serde_json::Value {
+    let mut doc = web::openapi::served(&ApiDoc::openapi().merge_from(adhoc::http::document(lake_database)));
+    adhoc::http::add_links(&mut doc);
+    doc
 }
 
 /// The reports, with `/queries` answering 503 `not_configured` (no ad-hoc SQL engine).
@@ -130,8 +138,9 @@ pub fn app_watching(
     queries: adhoc::http::Queries,
     feed: Arc<dyn FeedWatch>,
 ) -> Router {
+    let doc = Arc::new(document(queries.service.as_ref().map(|s| s.guard().database.as_str())));
     let router = Router::new()
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .merge(api_docs::routes("orders query API"))
         .route("/health", get(crate::status::health))
         .route("/itemSalesReport", get(item_report))
@@ -175,7 +184,7 @@ async fn await_consistency(state: &AppState, pairs: &[(String, String)]) -> Resu
     for (_, raw) in pairs.iter().filter(|(k, _)| k == "consistentWith") {
         let parsed = raw.rsplit_once(':').and_then(|(order, version)| {
             let order = OrderId::parse(order).ok()?;
-            let version = version.parse::<u64>().ok().and_then(Version::new)?;
+            let version = Version::parse_text(version)?;
             Some((order, version))
         });
         wanted.push(parsed.ok_or_else(|| {
@@ -452,18 +461,29 @@ impl<'a> From<&'a ItemRow> for ItemSales<'a> {
 struct ItemReportParams {
     /// Sort key: itemid (default), totalordered, totalrevenue, ordercount or lastorderdate; itemid breaks ties.
     /// Items with no known price sort by totalrevenue as 0.
+    #[param(pattern = "^(itemid|totalordered|totalrevenue|ordercount|lastorderdate)$")]
     sort: Option<String>,
     /// asc (default) or desc.
+    #[param(pattern = "^(asc|desc)$")]
     order: Option<String>,
     /// Page size, 1-1000; without it the whole report comes back.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    /// Where the page starts: copy it from the previous page's `Link: <...>; rel="next"`.
+    /// Where the page starts: copy it from the previous page's `Link: <...>; rel="next"` (opaque; one made for
+    /// another sort is refused).
+    #[param(min_length = 1)]
     cursor: Option<String>,
     /// `<orderId>:<version>` (repeatable): answer only once that version (from the command API) is projected,
     /// waiting up to 5 s, else 503.
-    #[param(rename = "consistentWith")]
+    #[param(rename = "consistentWith", inline, value_type = Option<Vec<ConsistentWith>>)]
     consistent_with: Option<Vec<String>>,
 }
+
+/// `<orderId>:<version>`: an order id and a version a command returned (1 to 999999999999999999).
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9._:-]{1,64}:0*[1-9][0-9]{0,17}$", example = "6119:1")]
+#[allow(dead_code)]
+struct ConsistentWith(String);
 
 /// The query parameter of `GET /monthlySalesByItem/{itemid}`.
 #[derive(IntoParams)]
@@ -471,7 +491,7 @@ struct ItemReportParams {
 #[allow(dead_code)]
 struct MonthlyParams {
     /// `<orderId>:<version>` (repeatable), as for the item report.
-    #[param(rename = "consistentWith")]
+    #[param(rename = "consistentWith", inline, value_type = Option<Vec<ConsistentWith>>)]
     consistent_with: Option<Vec<String>>,
 }
 
@@ -589,7 +609,8 @@ impl From<&MonthRow> for MonthlySales {
     get,
     path = "/monthlySalesByItem/{itemid}",
     description = "Units of one item per UTC month, newest first, over orders that count. Unknown item: [].",
-    params(("itemid" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : - (anything else is a 400)"),
+    params(("itemid" = String, Path, description = "1-64 of A-Z a-z 0-9 . _ : - (anything else is a 400)",
+            pattern = "^[A-Za-z0-9._:-]{1,64}$"),
            MonthlyParams),
     responses(
         (status = 200, description = "The months", body = Vec<MonthlySales>, headers(

@@ -8,3 +8,4 @@ pub mod serve;
 
 pub use edge::{EdgeSettings, edge};
 pub use serve::{ServeSettings, serve};
+pub mod openapi;
