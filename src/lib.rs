@@ -28,6 +28,8 @@ pub struct Settings {
     /// `READ_MODEL_MAX_STATEMENT_BYTES`: the longest statement sent to MySQL (default 16,000, what RDS Proxy
     /// passes without pinning the session; more for a MySQL without the proxy).
     pub mysql_statement_limit: usize,
+    /// `READ_MODEL_STATEMENT_TIMEOUT_SECS` (default 30): how long one statement to the read model may take.
+    pub read_model_statement_timeout: std::time::Duration,
     /// Where local state lives (`DATA_DIR`): the embedded store and, by default, the SQLite read model, the lake,
     /// query records and results, and the notice outbox.
     pub data_dir: PathBuf,
@@ -87,6 +89,10 @@ impl Settings {
                 let raw = env.get(projector::dialect::MYSQL_STATEMENT_LIMIT_VAR);
                 projector::dialect::parse_mysql_statement_limit(raw.as_deref()).map_err(ConfigError::Setting)?
             },
+            read_model_statement_timeout: {
+                let raw = env.get(projector::db::STATEMENT_TIMEOUT_VAR);
+                projector::db::parse_statement_timeout(raw.as_deref()).map_err(ConfigError::Setting)?
+            },
             lake_url: env.get("LAKE_URL").unwrap_or_else(|| data_dir.join("lake").display().to_string()),
             lake_flush: std::time::Duration::from_millis(env.parse_or("LAKE_FLUSH_MS", 2_000u64)?),
             query_engine: match env.get("QUERY_ENGINE").as_deref() {
@@ -128,7 +134,8 @@ pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
     let model = ReadModel::open(&settings.read_model_url, settings.read_model_auth)
         .await
         .map_err(|e| RunError::ReadModel(e.to_string()))?
-        .with_mysql_statement_limit(settings.mysql_statement_limit);
+        .with_mysql_statement_limit(settings.mysql_statement_limit)
+        .with_statement_timeout(settings.read_model_statement_timeout);
     model.migrate().await.map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_URL)")))?;
     Ok(model)
 }
@@ -319,7 +326,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
             ReadModel::open(url, settings.read_model_auth)
                 .await
                 .map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_READER_URL)")))?
-                .with_mysql_statement_limit(settings.mysql_statement_limit),
+                .with_mysql_statement_limit(settings.mysql_statement_limit)
+                .with_statement_timeout(settings.read_model_statement_timeout),
         ),
         None => model.clone(),
     };

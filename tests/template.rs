@@ -45,6 +45,9 @@ const UNSET_ON_PURPOSE: &[(&str, &str, &str)] = &[
         "projector is linked for the migrations; the function connects as the owner through READ_MODEL_ADMIN_URL",
     ),
     ("MigrateFunction", "READ_MODEL_AUTH", "as READ_MODEL_URL: the owner signs in with the secret's password"),
+    ("MigrateFunction", "READ_MODEL_STATEMENT_TIMEOUT_SECS", "as READ_MODEL_URL; migrations run without a limit"),
+    ("LakeWriterFunction", "READ_MODEL_STATEMENT_TIMEOUT_SECS", "as READ_MODEL_URL"),
+    ("QueryNoticeFunction", "READ_MODEL_STATEMENT_TIMEOUT_SECS", "as READ_MODEL_URL"),
 ];
 
 /// (file, operation, the only caller): SDK operations in shared crates that no Lambda calls. The test checks that
