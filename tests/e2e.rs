@@ -1,87 +1,13 @@
 //! End-to-end: the real `orders` binary on a free port with a temp data dir, driven over HTTP.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{adhoc, await_read_model, command, get, interrupt, post, start};
 
 const EARLIER: &str = r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#;
-
-struct Running {
-    child: Child,
-    url: String,
-    query_url: String,
-}
-
-fn command(cwd: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders"));
-    cmd.current_dir(cwd).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// Starts the binary and waits for its two "listening" lines (command API, then query API).
-fn start(cwd: &Path, env: &[(&str, &str)]) -> Running {
-    let mut env = env.to_vec();
-    env.push(("COMMAND_API_ADDR", "127.0.0.1:0"));
-    env.push(("QUERY_API_ADDR", "127.0.0.1:0"));
-    let mut child = command(cwd, &env).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn orders");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut url = |expected: &str| {
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read stdout");
-        assert!(line.starts_with(expected), "expected {expected:?}, got {line:?}");
-        line.split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_owned()
-    };
-    let url_commands = url("command API listening");
-    let query_url = url("query API listening");
-    Running { child, url: url_commands, query_url }
-}
-
-/// Ctrl-C, then the process must exit 0 promptly.
-fn interrupt(mut r: Running) {
-    let pid = r.child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = r.child.try_wait().unwrap() {
-            assert!(status.success(), "clean shutdown exits 0, got {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "did not stop within 10 s of Ctrl-C");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-async fn post(url: &str, body: &str) -> (u16, Option<String>, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/orders"))
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
-    (r.status().as_u16(), location, r.json().await.unwrap())
-}
-
-async fn get(url: &str, path: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("{url}{path}")).await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
 
 #[tokio::test]
 async fn given_the_running_system_when_an_order_is_posted_or_amended_then_reports_with_consistent_with_show_it_at_once()
@@ -284,23 +210,6 @@ async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
     assert_eq!((rebuilt.orders, rebuilt.items), (snap.orders, snap.items));
 }
 
-/// Polls the read model until `ready` holds, failing after `within`. Returns how long it took.
-async fn await_read_model(
-    model: &projector::ReadModel,
-    within: Duration,
-    ready: impl Fn(&projector::Snapshot) -> bool,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        let snap = model.snapshot().await.expect("read model readable");
-        if ready(&snap) {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < within, "read model did not catch up within {within:?}: {snap:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn orders_posted_to_the_running_system_reach_the_read_model_within_a_second() {
     let cwd = tempfile::tempdir().unwrap();
@@ -420,27 +329,6 @@ async fn given_a_reader_url_then_the_query_api_reads_through_it_and_not_the_proj
     let r = reqwest::get(format!("{}/health", running.url)).await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "the command side is unaffected");
     interrupt(running);
-}
-
-/// Submits `sql` to the running system's `/queries` and waits (bounded) for it to end; returns its id and state.
-async fn adhoc(query_url: &str, sql: &str, notify: bool) -> (String, Value) {
-    let client = reqwest::Client::new();
-    let r =
-        client.post(format!("{query_url}/queries")).json(&json!({"sql": sql, "notify": notify})).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let id = r.json::<Value>().await.unwrap()["queryId"].as_str().unwrap().to_owned();
-    assert_eq!(location, format!("/queries/{id}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = get(query_url, &location).await;
-        assert_eq!(status, 200, "{body}");
-        if ["SUCCEEDED", "FAILED", "CANCELLED"].contains(&body["state"].as_str().unwrap_or_default()) {
-            return (id, body);
-        }
-        assert!(Instant::now() < deadline, "query {id} did not end within 30 s: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
