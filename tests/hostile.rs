@@ -182,6 +182,46 @@ async fn given_the_worst_queries_then_the_process_lives_limits_hold_and_health_a
     }
 }
 
+/// Runs `sql` in a query worker of the binary under test directly (past the guard); the outcome it reports.
+fn run_in_worker(sql: &str) -> Value {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let job = json!({
+        "sql": sql,
+        "lakeUrl": dir.path().join("lake").display().to_string(),
+        "result": dir.path().join("result.arrow").display().to_string(),
+        "memoryLimit": 1u64 << 30,
+        "parent": std::process::id(),
+    });
+    let mut child = std::process::Command::new(support::binary())
+        .arg("adhoc-worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| json!({"died": out.status.to_string(), "stderr": String::from_utf8_lossy(&out.stderr)}))
+}
+
+#[test]
+fn given_statements_four_times_past_the_guards_limits_then_the_engine_still_plans_and_runs_them() {
+    // The room the limits leave, on the build under test: each chain at four times its limit, past the guard.
+    let limits = adhoc::guard::Limits::DEFAULT;
+    let cases = [
+        format!("SELECT {} AS n", chain("1", "+", 4 * limits.expression_depth)),
+        format!("SELECT 1 AS n WHERE {}", chain("1 = 1", " AND ", 2 * limits.expression_depth)),
+        format!("SELECT COUNT(*) AS n FROM ({}) AS u", chain("SELECT 1 AS x", " UNION ALL ", 4 * limits.set_operands)),
+        ctes(4 * limits.ctes),
+    ];
+    for sql in cases {
+        let outcome = run_in_worker(&sql);
+        assert_eq!(outcome["outcome"], "succeeded", "{}: {outcome}", &sql[..50]);
+    }
+}
+
 /// Processes whose parent is `pid` and that run as `orders adhoc-worker`.
 fn workers(pid: u32) -> Vec<u32> {
     processes().into_iter().filter(|(_, ppid, cmd)| *ppid == pid && cmd.contains("adhoc-worker")).map(|p| p.0).collect()

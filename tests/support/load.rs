@@ -44,6 +44,9 @@ fn lines(rng: &mut Rng) -> Value {
     Value::Array(items)
 }
 
+/// What an acknowledgement of a request means for its order, from the answer's body.
+type Outcome = Box<dyn Fn(&Value) -> Acked + Send>;
+
 /// One client: until `stop`, writes orders `<prefix>-<n>` and records what was acknowledged in `ledger`.
 pub async fn client(url: String, prefix: String, seed: u64, stop: Arc<AtomicBool>, mut ledger: Ledger) -> Ledger {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
@@ -74,7 +77,7 @@ pub async fn client(url: String, prefix: String, seed: u64, stop: Arc<AtomicBool
             continue;
         }
         let (id, version) = &known[rng.below(known.len() as u64) as usize];
-        let (request, outcome): (_, Box<dyn Fn(&Value) -> Acked + Send>) = match pick {
+        let (request, outcome): (_, Outcome) = match pick {
             5..=7 => {
                 let items = lines(&mut rng);
                 let body = json!({"items": items});

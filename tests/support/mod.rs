@@ -14,7 +14,12 @@ use serde_json::{Value, json};
 /// The binary under test: `ORDERS_BIN` (a release-like build, from `./scripts/test`), else the one cargo built
 /// for this test run.
 pub fn binary() -> PathBuf {
-    std::env::var_os("ORDERS_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_orders")))
+    match std::env::var_os("ORDERS_BIN").filter(|v| !v.is_empty()).map(PathBuf::from) {
+        // Relative to the checkout (tests start the runner in a directory of their own).
+        Some(path) if path.is_relative() => Path::new(env!("CARGO_MANIFEST_DIR")).join(path),
+        Some(path) => path,
+        None => PathBuf::from(env!("CARGO_BIN_EXE_orders")),
+    }
 }
 
 pub struct Running {
