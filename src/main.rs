@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use command_api::config::Env;
-use telemetry::{LogFormat, init};
+use web::telemetry::{LogFormat, init};
 
 #[derive(Parser)]
 #[command(name = "orders", about = "CQRS order system: local runner and tools", version)]

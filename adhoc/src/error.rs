@@ -1,8 +1,7 @@
 //! The ad-hoc API's errors and their one mapping to HTTP, in the shape of the other APIs:
 //! `{"error":{"code","message","details"}}`. Internal causes are logged, never sent.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::engine::State;
@@ -43,21 +42,6 @@ impl From<RecordError> for AdhocError {
     }
 }
 
-/// The body of every error answer.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable: e.g. sql_not_a_query, sql_table_not_allowed, invalid_next_token, not_ready.
-    #[schema(example = "sql_not_a_query")]
-    pub code: String,
-    pub message: String,
-    pub details: Vec<String>,
-}
-
 impl IntoResponse for AdhocError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
@@ -71,14 +55,6 @@ impl IntoResponse for AdhocError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
         };
-        let body = Json(ErrorBody {
-            error: ErrorDetail { code: code.to_owned(), message: self.to_string(), details: vec![] },
-        });
-        let mut response = (status, body).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
-        }
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        web::envelope::error(status, code, self.to_string())
     }
 }

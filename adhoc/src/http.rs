@@ -15,9 +15,10 @@ use serde_json::{Map, Value};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::engine::{Column, Download, Execution};
-use crate::error::{AdhocError, ErrorBody};
+use crate::error::AdhocError;
 use crate::records::QueryRecord;
 use crate::service::{Identity, MAX_RESULTS, Service};
+use web::envelope::ErrorBody;
 
 /// How a request's caller is established: the local dev identity, or the API Gateway authorizer's.
 pub type Identify = Arc<dyn Fn(&Parts) -> Option<Identity> + Send + Sync>;
@@ -95,7 +96,8 @@ pub fn routes(queries: Queries) -> Router {
         ResultsPage,
         Column,
         ErrorBody,
-        crate::error::ErrorDetail,
+        web::envelope::ErrorDetail,
+        web::envelope::FieldError,
         SubmitBody
     ))
 )]

@@ -1,17 +1,13 @@
 //! The command API's errors and their one mapping to HTTP: `{"error":{"code","message","details":[...]}}`.
 //! Internal causes are logged with their chain, never sent to the client.
 
-use axum::Json;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::{CommandError, InputError, Violation};
-use serde_json::json;
+use web::envelope::FieldError;
 
 use crate::store::StoreError;
-
-/// Seconds a client should wait before retrying when the store is unavailable.
-pub const RETRY_AFTER_SECS: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -67,8 +63,8 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, Vec<serde_json::Value>) {
-        let detail = |field: &str, reason: String| json!({ "field": field, "reason": reason });
+    fn parts(&self) -> (StatusCode, &'static str, Vec<FieldError>) {
+        let detail = |field: &str, reason: String| FieldError { field: field.to_owned(), reason };
         match self {
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json", vec![]),
             ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", vec![]),
@@ -110,11 +106,6 @@ impl IntoResponse for ApiError {
             ApiError::MalformedJson(m) => format!("request body is not valid JSON: {m}"),
             other => other.to_string(),
         };
-        let mut response = (status, Json(json!({ "error": { "code": code, "message": message, "details": details } })))
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        response
+        web::envelope::error_with(status, code, message, details)
     }
 }

@@ -16,9 +16,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::openapi::{CommandResult as CommandResultDoc, ErrorBody};
+use crate::openapi::CommandResult as CommandResultDoc;
 use crate::store::{Executed, OrderStore};
 use utoipa::OpenApi;
+use web::envelope::ErrorBody;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -40,9 +41,9 @@ struct AppState {
         crate::openapi::CommandResult,
         crate::openapi::Order,
         crate::openapi::Health,
-        crate::openapi::ErrorBody,
-        crate::openapi::ErrorDetail,
-        crate::openapi::FieldError
+        web::envelope::ErrorBody,
+        web::envelope::ErrorDetail,
+        web::envelope::FieldError
     ))
 )]
 pub struct ApiDoc;
@@ -61,7 +62,7 @@ pub fn openapi() -> serde_json::Value {
 pub fn app(store: Arc<dyn OrderStore>) -> Router {
     let router = Router::new()
         .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .merge(api_docs::routes("orders command API"))
+        .merge(web::docs::routes("orders command API"))
         .route("/health", get(health))
         .route("/", post(create))
         .route("/orders", post(create))

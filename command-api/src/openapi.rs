@@ -141,28 +141,3 @@ pub struct Health {
     /// embedded or dynamodb.
     pub store: String,
 }
-
-/// The body of every error answer.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable: e.g. validation_failed, version_conflict, order_exists, unavailable.
-    pub code: String,
-    pub message: String,
-    /// One per violated rule (validation), else empty.
-    pub details: Vec<FieldError>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FieldError {
-    /// JSON path of the value, e.g. `items[2].quantity`.
-    pub field: String,
-    pub reason: String,
-}

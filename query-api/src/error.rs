@@ -1,13 +1,9 @@
 //! The query API's errors and their one mapping to HTTP, in the command API's shape:
 //! `{"error":{"code","message","details"}}`. Internal causes are logged, never sent.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use projector::ProjectionError;
-
-/// Seconds a client should wait before retrying a 503.
-pub const RETRY_AFTER_SECS: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -40,22 +36,6 @@ impl From<ProjectionError> for QueryError {
     }
 }
 
-/// The body of every error answer.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable: e.g. invalid_itemid, invalid_limit, not_yet_consistent, unavailable.
-    #[schema(example = "invalid_itemid")]
-    pub code: String,
-    pub message: String,
-    /// Always empty here (the command API lists field violations in it).
-    pub details: Vec<String>,
-}
-
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
@@ -72,14 +52,6 @@ impl IntoResponse for QueryError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        let body = Json(ErrorBody {
-            error: ErrorDetail { code: code.to_owned(), message: self.to_string(), details: vec![] },
-        });
-        let mut response = (status, body).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        web::envelope::error(status, code, self.to_string())
     }
 }

@@ -19,8 +19,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::error::{ErrorBody, ErrorDetail, QueryError};
+use crate::error::QueryError;
 use crate::status::{FeedWatch, RecordedBacklogs};
+use web::envelope::{ErrorBody, ErrorDetail, FieldError};
 
 /// Largest accepted request body: a `/queries` submission of the longest statement the guard takes, escaped.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -102,7 +103,8 @@ impl AppState {
         crate::status::Reason,
         crate::status::Health,
         ErrorBody,
-        ErrorDetail
+        ErrorDetail,
+        FieldError
     ))
 )]
 pub struct ApiDoc;
@@ -141,7 +143,7 @@ pub fn app_watching(
     let doc = Arc::new(document(queries.service.as_ref().map(|s| s.guard().database.as_str())));
     let router = Router::new()
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
-        .merge(api_docs::routes("orders query API"))
+        .merge(web::docs::routes("orders query API"))
         .route("/health", get(crate::status::health))
         .route("/itemSalesReport", get(item_report))
         .route("/monthlySalesByItem/{itemid}", get(monthly_report))

@@ -249,8 +249,8 @@ pub(crate) async fn read_status(state: &AppState) -> Result<ProjectionStatus, Qu
     responses(
         (status = 200, description = "The status", body = ProjectionStatus,
             headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 500, description = "Internal error", body = crate::error::ErrorBody),
-        (status = 503, description = "The read model is unavailable", body = crate::error::ErrorBody,
+        (status = 500, description = "Internal error", body = web::envelope::ErrorBody),
+        (status = 503, description = "The read model is unavailable", body = web::envelope::ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]
@@ -269,8 +269,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Response, Qu
     responses(
         (status = 200, description = "It answers; `status` says whether it keeps up", body = Health,
             headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 500, description = "Internal error", body = crate::error::ErrorBody),
-        (status = 503, description = "It does not answer", body = crate::error::ErrorBody,
+        (status = 500, description = "Internal error", body = web::envelope::ErrorBody),
+        (status = 503, description = "It does not answer", body = web::envelope::ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]

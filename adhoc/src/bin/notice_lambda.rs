@@ -7,7 +7,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init(telemetry::LogFormat::Json);
+    web::telemetry::init(web::telemetry::LogFormat::Json);
     let config = aws_config::load_from_env().await;
     let get = |name: &str| std::env::var(name).ok();
     let sender = get("NOTICE_SENDER").ok_or("NOTICE_SENDER is not set (the SES identity notices come from)")?;

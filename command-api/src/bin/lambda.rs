@@ -1,7 +1,7 @@
 //! The command API on AWS Lambda: the same Router as the local server, behind API Gateway via lambda_http.
 
 use command_api::config::{Env, StoreSettings};
-use telemetry::{LogFormat, init};
+use web::telemetry::{LogFormat, init};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

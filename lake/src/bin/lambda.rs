@@ -7,7 +7,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init(telemetry::LogFormat::Json);
+    web::telemetry::init(web::telemetry::LogFormat::Json);
     let url = std::env::var("LAKE_URL").map_err(|_| "LAKE_URL is not set (s3://bucket/prefix)")?;
     let lake = lake::Lake::open(&url)?;
     let lake = &lake;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init(telemetry::LogFormat::Json);
+    web::telemetry::init(web::telemetry::LogFormat::Json);
     let config = aws_config::load_from_env().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build()?;

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init(telemetry::LogFormat::Json);
+    web::telemetry::init(web::telemetry::LogFormat::Json);
     let model = ReadModel::from_env().await?;
     let model = &model;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

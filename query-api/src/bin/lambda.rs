@@ -9,7 +9,7 @@ use projector::ReadModel;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    telemetry::init(telemetry::LogFormat::Json);
+    web::telemetry::init(web::telemetry::LogFormat::Json);
     let model = Arc::new(ReadModel::from_env().await?);
     let config = aws_config::load_from_env().await;
     let settings = adhoc::AthenaSettings::from_env(|name| std::env::var(name).ok())?;
