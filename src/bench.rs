@@ -175,7 +175,7 @@ fn raw_insert_rate(dir: &Path, rows: &[(String, String, String)], per_commit: us
     let mut conn = rusqlite::Connection::open(&path)?;
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch(command_api::store::embedded::SCHEMA)?;
+    conn.execute_batch(write_store::embedded::SCHEMA)?;
     let changed_at = domain::order::format_time(&Utc::now());
     let start = Instant::now();
     for chunk in rows.chunks(per_commit) {

@@ -14,7 +14,7 @@ use domain::{
     ChangeKind, ItemId, Lines, Order, OrderChange, OrderId, OrderLine, OrderStatus, Position, Quantity, UnitPrice,
     Version,
 };
-use projector::ReadModel;
+use read_model::ReadModel;
 use rust_decimal::Decimal;
 use sqlx::{AnyConnection, Connection, Executor};
 
@@ -43,7 +43,7 @@ pub struct ProjectorArgs {
     pub rtt_ms: f64,
     /// The longest statement the projector sends to MariaDB, as `READ_MODEL_MAX_STATEMENT_BYTES` sets it (default
     /// 16,000: what RDS Proxy passes without pinning the session).
-    #[arg(long, default_value_t = projector::dialect::MYSQL_STATEMENT_LIMIT)]
+    #[arg(long, default_value_t = read_model::dialect::MYSQL_STATEMENT_LIMIT)]
     pub max_statement_bytes: usize,
 }
 
@@ -137,7 +137,7 @@ async fn projector_rate(
             for chunk in lane.chunks(batch) {
                 model.apply(chunk).await?;
             }
-            Ok::<_, projector::ProjectionError>(())
+            Ok::<_, read_model::ProjectionError>(())
         });
     }
     while let Some(done) = running.join_next().await {
@@ -152,7 +152,7 @@ async fn projector_rate(
 async fn baseline_rate(url: &str, orders: &[Order], mysql: bool) -> anyhow::Result<f64> {
     let mut conn = AnyConnection::connect(url).await?;
     // As the projector's pool does (sqlx 0.9.0 leaves Nagle on); single-segment statements gain nothing from it.
-    projector::sockets::set_on_tcp_sockets();
+    read_model::sockets::set_on_tcp_sockets();
     conn.execute(
         "CREATE TABLE legacy_orders (orderid VARCHAR(64) PRIMARY KEY, orderstatus VARCHAR(16), orderdate VARCHAR(32))",
     )
@@ -197,7 +197,7 @@ async fn baseline_rate(url: &str, orders: &[Order], mysql: bool) -> anyhow::Resu
 /// and `itemid` index instead (what writing the lines alone costs, before orders, aggregates and positions).
 async fn copy_rate(url: &str, orders: &[Order], indexed: bool) -> anyhow::Result<f64> {
     let mut conn = sqlx::PgConnection::connect(url).await?;
-    projector::sockets::set_on_tcp_sockets();
+    read_model::sockets::set_on_tcp_sockets();
     conn.execute(
         "CREATE TABLE copy_lines (orderid VARCHAR(64), itemid VARCHAR(64), quantity INTEGER, unitprice NUMERIC(19,4))",
     )

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use projector::ReadModel;
+use read_model::ReadModel;
 use sqlx::{Connection, Executor, PgConnection};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -140,15 +140,11 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
     println!("reports: {} orders; the item report has {item_count} items ({} KB)", args.orders, full.len() / 1024);
 
     // The read model's own calls (the SQL plus decoding into rows), without HTTP and JSON.
-    let whole = projector::read_model::ItemQuery {
-        sort: projector::read_model::ItemSort::ItemId,
-        descending: false,
-        limit: None,
-        after: None,
-    };
+    let whole =
+        read_model::ItemQuery { sort: read_model::ItemSort::ItemId, descending: false, limit: None, after: None };
     // The raw SQL of our reports, on one connection of its own.
     let mut db = PgConnection::connect(&url).await?;
-    projector::sockets::set_on_tcp_sockets();
+    read_model::sockets::set_on_tcp_sockets();
     let raw_items_sql = "SELECT itemid, totalordered, totalrevenue, pricedordered, ordercount, lastorderdate \
                          FROM item_sales WHERE ordercount > 0 ORDER BY itemid COLLATE \"C\"";
     let raw_month_sql = "SELECT sale_month, monthlyordered FROM item_monthly_sales \

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use command_api::config::{ConfigError, DEFAULT_DATA_DIR, Env, Opened, StoreSettings};
-use projector::{Dialect, ReadModel};
+use read_model::{Dialect, ReadModel};
+use write_store::settings::{ConfigError, DEFAULT_DATA_DIR, Env, Opened, StoreSettings};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -24,7 +24,7 @@ pub struct Settings {
     /// by default the projector's own `READ_MODEL_URL`.
     pub read_model_reader_url: Option<String>,
     /// `READ_MODEL_AUTH`: the URL's password (default) or RDS IAM tokens.
-    pub read_model_auth: projector::rds::Auth,
+    pub read_model_auth: read_model::rds::Auth,
     /// `READ_MODEL_MAX_STATEMENT_BYTES`: the longest statement sent to MySQL (default 16,000, what RDS Proxy
     /// passes without pinning the session; more for a MySQL without the proxy).
     pub mysql_statement_limit: usize,
@@ -78,7 +78,7 @@ impl Settings {
             query_api_addr: env.parse_or("QUERY_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3001)))?,
             read_model_url,
             read_model_reader_url,
-            read_model_auth: projector::rds::Auth::parse(env.get("READ_MODEL_AUTH").as_deref()).map_err(|reason| {
+            read_model_auth: read_model::rds::Auth::parse(env.get("READ_MODEL_AUTH").as_deref()).map_err(|reason| {
                 ConfigError::Invalid {
                     name: "READ_MODEL_AUTH",
                     value: env.get("READ_MODEL_AUTH").unwrap_or_default(),
@@ -86,12 +86,12 @@ impl Settings {
                 }
             })?,
             mysql_statement_limit: {
-                let raw = env.get(projector::dialect::MYSQL_STATEMENT_LIMIT_VAR);
-                projector::dialect::parse_mysql_statement_limit(raw.as_deref()).map_err(ConfigError::Setting)?
+                let raw = env.get(read_model::dialect::MYSQL_STATEMENT_LIMIT_VAR);
+                read_model::dialect::parse_mysql_statement_limit(raw.as_deref()).map_err(ConfigError::Setting)?
             },
             read_model_statement_timeout: {
-                let raw = env.get(projector::db::STATEMENT_TIMEOUT_VAR);
-                projector::db::parse_statement_timeout(raw.as_deref()).map_err(ConfigError::Setting)?
+                let raw = env.get(read_model::db::STATEMENT_TIMEOUT_VAR);
+                read_model::db::parse_statement_timeout(raw.as_deref()).map_err(ConfigError::Setting)?
             },
             lake_url: env.get("LAKE_URL").unwrap_or_else(|| data_dir.join("lake").display().to_string()),
             lake_flush: std::time::Duration::from_millis(env.parse_or("LAKE_FLUSH_MS", 2_000u64)?),
@@ -242,23 +242,13 @@ async fn prune_queries(
 /// Follows the embedded store's change log into the lake until `stop` turns true.
 async fn tail_lake(
     lake: lake::Lake,
-    store: Arc<command_api::store::embedded::EmbeddedStore>,
+    store: Arc<write_store::embedded::EmbeddedStore>,
     flush_every: std::time::Duration,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let committed = store.committed();
-    lake::tail::tail_embedded(
-        lake,
-        command_api::store::embedded::SOURCE,
-        move |after, limit| {
-            let store = store.clone();
-            async move { store.changes_after(after, limit).await.map_err(|e| e.to_string()) }
-        },
-        committed,
-        lake::tail::TailSettings { flush_every, ..Default::default() },
-        stop,
-    )
-    .await;
+    let sink = lake::sink::LakeSink { lake, positions: true };
+    let settings = change_feed::TailSettings::every(flush_every, 10_000);
+    change_feed::tail(&sink, &change_feed::EmbeddedLog(store), settings, stop).await;
 }
 
 /// How long, after the servers have stopped, the projector and the lake writer get to finish what they hold. With
@@ -364,15 +354,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
 }
 
 /// The embedded change log as the query side's view of the feed: exactly what waits after the applied position.
-struct EmbeddedFeed(Arc<command_api::store::embedded::EmbeddedStore>);
+struct EmbeddedFeed(Arc<write_store::embedded::EmbeddedStore>);
 
 #[async_trait::async_trait]
 impl query_api::FeedWatch for EmbeddedFeed {
-    async fn backlogs(
-        &self,
-        applied: &[projector::read_model::PositionRow],
-    ) -> Result<Vec<query_api::FeedBacklog>, String> {
-        let source = command_api::store::embedded::SOURCE;
+    async fn backlogs(&self, applied: &[read_model::PositionRow]) -> Result<Vec<query_api::FeedBacklog>, String> {
+        let source = write_store::embedded::SOURCE;
         let after = applied
             .iter()
             .find(|p| p.source == source)
@@ -393,21 +380,11 @@ impl query_api::FeedWatch for EmbeddedFeed {
 /// Follows the embedded store's change log into `model` until `stop` turns true.
 async fn tail_embedded(
     model: Arc<ReadModel>,
-    store: Arc<command_api::store::embedded::EmbeddedStore>,
+    store: Arc<write_store::embedded::EmbeddedStore>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let committed = store.committed();
-    projector::feed::tail_embedded(
-        model,
-        command_api::store::embedded::SOURCE,
-        move |after, limit| {
-            let store = store.clone();
-            async move { store.changes_after(after, limit).await.map_err(|e| e.to_string()) }
-        },
-        committed,
-        stop,
-    )
-    .await;
+    let sink = projector::ReadModelSink(model);
+    change_feed::tail(&sink, &change_feed::EmbeddedLog(store), change_feed::TailSettings::PROMPT, stop).await;
 }
 
 /// Which change feed `orders project` follows.
@@ -436,7 +413,8 @@ pub async fn project(
     match (source, &settings.store) {
         (Source::Dynamodb, StoreSettings::DynamoDb { table }) => {
             let config = aws_config::load_from_env().await;
-            let poller = projector::poller::Poller::new(&config, table.clone(), model);
+            let poller =
+                change_feed::poller::Poller::new(&config, table.clone(), Arc::new(projector::ReadModelSink(model)));
             if once {
                 let pass = poller.catch_up().await.map_err(|e| RunError::ReadModel(e.to_string()))?;
                 println!("projected {} stream records ({} applied)", pass.records, pass.applied);
@@ -450,7 +428,7 @@ pub async fn project(
             };
             if once {
                 let mut after = model
-                    .position(command_api::store::embedded::SOURCE)
+                    .position(write_store::embedded::SOURCE)
                     .await
                     .map_err(|e| RunError::ReadModel(e.to_string()))?
                     .and_then(|(seq, _)| seq.as_str().parse::<u64>().ok())
@@ -462,7 +440,7 @@ pub async fn project(
                     let Some(last) = batch.last() else { break };
                     after = last.position().sequence.as_str().parse().unwrap_or(after);
                     let n = batch.len();
-                    let outcome = projector::feed::project(&model, batch.into_iter().map(Ok).collect()).await;
+                    let outcome = projector::project(&model, batch.into_iter().map(Ok).collect()).await;
                     if let Some((index, reason)) = outcome.failure {
                         return Err(RunError::ReadModel(format!("change {} of a batch: {reason}", index + 1)));
                     }
@@ -515,7 +493,7 @@ pub async fn dead_letters(settings: Settings, retry: bool) -> Result<u64, RunErr
         let change =
             serde_json::from_str::<domain::OrderChange>(&letter.record).map_err(|e| e.to_string()).or_else(|_| {
                 let raw: serde_json::Value = serde_json::from_str(&letter.record).map_err(|e| e.to_string())?;
-                projector::stream::decode_raw(&raw).map_err(|e| e.to_string())
+                change_feed::lambda::decode_raw(&raw).map_err(|e| e.to_string())
             });
         let outcome = match change {
             Ok(change) => model.apply(std::slice::from_ref(&change)).await.map_err(|e| e.to_string()),
@@ -587,7 +565,7 @@ pub async fn rebuild(settings: Settings) -> Result<usize, RunError> {
             let (orders, position) = store.snapshot().await.map_err(|e| RunError::ReadModel(e.to_string()))?;
             let total = orders.len();
             let at = domain::Position {
-                source: command_api::store::embedded::SOURCE.into(),
+                source: write_store::embedded::SOURCE.into(),
                 sequence: domain::change::Sequence::from(position),
             };
             load_orders(&model, orders, |_| at.clone(), &mut done, Some(total)).await?;

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use command_api::config::Env;
 use web::telemetry::{LogFormat, init};
+use write_store::settings::Env;
 
 #[derive(Parser)]
 #[command(name = "orders", about = "CQRS order system: local runner and tools", version)]

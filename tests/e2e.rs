@@ -145,7 +145,7 @@ async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
         .await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let table = format!("e2e-{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis());
-    command_api::store::dynamodb::DynamoDbStore::create_table(&client, &table).await.expect("create table on moto");
+    write_store::dynamodb::DynamoDbStore::create_table(&client, &table).await.expect("create table on moto");
 
     let cwd = tempfile::tempdir().unwrap();
     let running = start(
@@ -192,7 +192,7 @@ async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "projected 1 stream records (1 applied)");
     let model =
-        projector::ReadModel::connect(&format!("sqlite://{}?mode=ro", cwd.path().join("data/readmodel.db").display()))
+        read_model::ReadModel::connect(&format!("sqlite://{}?mode=ro", cwd.path().join("data/readmodel.db").display()))
             .unwrap();
     let snap = model.snapshot().await.unwrap();
     assert_eq!(snap.items[&domain::ItemId::parse("z3333").unwrap()].quantity, 6);
@@ -206,7 +206,7 @@ async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
     let out = command(cwd.path(), &rebuild_env).arg("rebuild").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "rebuilt the read model from 1 orders");
-    let rebuilt = projector::ReadModel::connect(&rebuilt_url).unwrap().snapshot().await.unwrap();
+    let rebuilt = read_model::ReadModel::connect(&rebuilt_url).unwrap().snapshot().await.unwrap();
     assert_eq!((rebuilt.orders, rebuilt.items), (snap.orders, snap.items));
 }
 
@@ -215,7 +215,7 @@ async fn orders_posted_to_the_running_system_reach_the_read_model_within_a_secon
     let cwd = tempfile::tempdir().unwrap();
     let running = start(cwd.path(), &[]);
     let model =
-        projector::ReadModel::connect(&format!("sqlite://{}?mode=ro", cwd.path().join("data/readmodel.db").display()))
+        read_model::ReadModel::connect(&format!("sqlite://{}?mode=ro", cwd.path().join("data/readmodel.db").display()))
             .unwrap();
     let item = |s: &str| domain::ItemId::parse(s).unwrap();
     let client = reqwest::Client::new();
@@ -305,7 +305,7 @@ async fn orders_posted_to_the_running_system_reach_the_read_model_within_a_secon
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let live = incremental.orders.len();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("rebuilt the read model from {live} orders"));
-    let rebuilt = projector::ReadModel::connect(&rebuilt_url).unwrap().snapshot().await.unwrap();
+    let rebuilt = read_model::ReadModel::connect(&rebuilt_url).unwrap().snapshot().await.unwrap();
     assert_eq!(rebuilt.orders, incremental.orders);
     assert_eq!(rebuilt.items, incremental.items);
     assert_eq!(rebuilt.months, incremental.months);

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fault_proxy::FaultProxy;
 use support::load::{self, Ledger};
 use support::{get, interrupt, kill9, start};
+use test_support::FaultProxy;
 
 #[tokio::test]
 async fn given_clients_writing_when_the_runner_is_killed_at_several_points_then_nothing_acknowledged_is_lost() {

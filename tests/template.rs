@@ -53,12 +53,12 @@ const UNSET_ON_PURPOSE: &[(&str, &str, &str)] = &[
 /// (file, operation, the only caller): SDK operations in shared crates that no Lambda calls. The test checks that
 /// the caller's name appears nowhere else in a Lambda's sources.
 const NOT_CALLED_BY_LAMBDAS: &[(&str, &str, &str)] = &[
-    ("command-api/src/store/dynamodb.rs", "scan", "scan_page"),
-    ("command-api/src/store/dynamodb.rs", "create_table", "create_table"),
-    ("projector/src/poller.rs", "describe_table", "poller"),
-    ("projector/src/poller.rs", "describe_stream", "poller"),
-    ("projector/src/poller.rs", "get_shard_iterator", "poller"),
-    ("projector/src/poller.rs", "get_records", "poller"),
+    ("write-store/src/dynamodb.rs", "scan", "scan_page"),
+    ("write-store/src/dynamodb.rs", "create_table", "create_table"),
+    ("change-feed/src/poller.rs", "describe_table", "poller"),
+    ("change-feed/src/poller.rs", "describe_stream", "poller"),
+    ("change-feed/src/poller.rs", "get_shard_iterator", "poller"),
+    ("change-feed/src/poller.rs", "get_records", "poller"),
 ];
 
 /// (function, action, reason): operations of a shared adapter linked into a function whose code path never calls

@@ -169,7 +169,7 @@ async fn given_athena_when_a_query_is_submitted_polled_paged_and_downloaded_then
 
     // When: Athena's state-change event (the sample of events/) reaches the notice function's binary, run as Lambda
     // runs it against a local Runtime API, twice (EventBridge delivers at least once).
-    let mut event = lambda_harness::event("athena-query-state-change.json");
+    let mut event = test_support::lambda::event("athena-query-state-change.json");
     event["detail"]["queryExecutionId"] = id.clone().into();
     event["detail"]["workgroupName"] = workgroup.clone().into();
     let mut function_env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
@@ -178,7 +178,7 @@ async fn given_athena_when_a_query_is_submitted_polled_paged_and_downloaded_then
         ("AWS_ENDPOINT_URL", endpoint.clone()),
         ("AWS_REGION", REGION.to_owned()),
     ]);
-    let notice = lambda_harness::run(
+    let notice = test_support::lambda::run(
         env!("CARGO_BIN_EXE_query-notice-lambda"),
         &function_env,
         vec![event.clone(), event],

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use domain::{CommandError, InputError, Violation};
 use web::envelope::FieldError;
 
-use crate::store::StoreError;
+use write_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -17,9 +17,9 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::openapi::CommandResult as CommandResultDoc;
-use crate::store::{Executed, OrderStore};
 use utoipa::OpenApi;
 use web::envelope::ErrorBody;
+use write_store::{Executed, OrderStore};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

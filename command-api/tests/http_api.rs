@@ -9,13 +9,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::{DateTime, Utc};
-use command_api::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use command_api::store::{Created, Executed};
-use command_api::{OrderStore, StoreError, app};
+use command_api::app;
 use domain::{Order, OrderCommand, OrderDraft, OrderId};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use write_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use write_store::{Created, Executed};
+use write_store::{OrderStore, StoreError};
 
 const EARLIER: &str = r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#;
 

@@ -1,30 +1,29 @@
 //! The `command-api-lambda` binary as Lambda runs it: started against a local Lambda Runtime API
-//! (`lambda-harness`) and handed the sample API Gateway events of `events/`, with the orders table on moto
+//! (`test_support::lambda`) and handed the sample API Gateway events of `events/`, with the orders table on moto
 //! (`MOTO_ENDPOINT`).
-
-mod common;
 
 use std::time::Duration;
 
-use command_api::store::dynamodb::DynamoDbStore;
-use lambda_harness::event;
 use serde_json::Value;
+use test_support::lambda::event;
+use write_store::dynamodb::DynamoDbStore;
 
 #[tokio::test]
 async fn given_the_sample_requests_when_the_binary_answers_them_then_the_order_is_created_and_read_back() {
-    let config = common::sdk_config().await;
-    let table = common::unique_table("lambda-binary");
-    DynamoDbStore::create_table(&command_api::store::dynamodb::client(&config), &table).await.unwrap();
+    let config = test_support::moto::sdk_config().await;
+    let table = test_support::moto::unique_name("lambda-binary");
+    DynamoDbStore::create_table(&write_store::dynamodb::client(&config), &table).await.unwrap();
 
     let env = [
         ("ORDERS_STORE", "dynamodb".to_owned()),
         ("ORDERS_TABLE", table),
-        ("AWS_ENDPOINT_URL", common::moto_endpoint()),
+        ("AWS_ENDPOINT_URL", test_support::moto::endpoint()),
         ("AWS_REGION", "us-east-1".to_owned()),
     ];
     let events = vec![event("command-api-post-order.json"), event("command-api-get-order.json")];
     let run =
-        lambda_harness::run(env!("CARGO_BIN_EXE_command-api-lambda"), &env, events, Duration::from_secs(60)).await;
+        test_support::lambda::run(env!("CARGO_BIN_EXE_command-api-lambda"), &env, events, Duration::from_secs(60))
+            .await;
     assert_eq!(run.outcomes.len(), 2, "{:?}\n{}", run.init_error, run.logs);
 
     let created = run.outcomes[0].response();
@@ -38,7 +37,7 @@ async fn given_the_sample_requests_when_the_binary_answers_them_then_the_order_i
 
 #[tokio::test]
 async fn given_the_embedded_store_when_the_binary_starts_then_it_refuses_saying_why() {
-    let run = lambda_harness::run(
+    let run = test_support::lambda::run(
         env!("CARGO_BIN_EXE_command-api-lambda"),
         &[("ORDERS_STORE", "embedded".to_owned())],
         vec![event("command-api-get-order.json")],

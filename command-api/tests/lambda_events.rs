@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use command_api::app;
-use command_api::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+use write_store::embedded::{EmbeddedOptions, EmbeddedStore};
 
 async fn invoke(app: &axum::Router, event_file: &str) -> (u16, serde_json::Value) {
     let path = format!("{}/../events/{event_file}", env!("CARGO_MANIFEST_DIR"));

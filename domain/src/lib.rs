@@ -4,7 +4,6 @@
 pub mod change;
 pub mod command;
 pub mod id;
-pub mod image;
 pub mod order;
 pub mod projection;
 #[cfg(any(test, feature = "testkit"))]

@@ -7,7 +7,7 @@
 //! of the batch's positions, so a retried batch overwrites its own files instead of adding copies (the view also
 //! drops exact duplicates, for retries that regroup records differently).
 
-pub mod tail;
+pub mod sink;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,10 +1,10 @@
 //! The `lake-writer-lambda` binary as Lambda runs it: started against a local Lambda Runtime API
-//! (`lambda-harness`) and handed the sample stream events of `events/` (the lake writer consumes the same stream
+//! (`test_support::lambda`) and handed the sample stream events of `events/` (the lake writer consumes the same stream
 //! as the projector), writing Parquet under a local `LAKE_URL`.
 
 use std::time::Duration;
 
-use lambda_harness::event;
+use test_support::lambda::event;
 
 fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -24,7 +24,7 @@ async fn given_the_sample_stream_events_when_the_binary_runs_them_then_the_lake_
  {
     let dir = tempfile::tempdir().unwrap();
     let events = ["dynamodb-batch.json", "dynamodb-malformed.json"];
-    let run = lambda_harness::run(
+    let run = test_support::lambda::run(
         env!("CARGO_BIN_EXE_lake-writer-lambda"),
         &[("LAKE_URL", dir.path().display().to_string())],
         events.iter().map(|e| event(e)).collect(),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
-use projector::{DbRole, LoginAuth, ReadModel};
+use read_model::{DbRole, LoginAuth, ReadModel};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ pub enum MigratorError {
     #[error("the owner's secret: {0}")]
     Secret(String),
     #[error(transparent)]
-    ReadModel(#[from] projector::ProjectionError),
+    ReadModel(#[from] read_model::ProjectionError),
     #[error("CloudFormation did not receive the response: {0}")]
     Respond(String),
 }

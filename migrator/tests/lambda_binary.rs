@@ -1,4 +1,4 @@
-//! The `migrate-lambda` binary as Lambda runs it: started against a local Lambda Runtime API (`lambda-harness`),
+//! The `migrate-lambda` binary as Lambda runs it: started against a local Lambda Runtime API (`test_support::lambda`),
 //! handed the sample CloudFormation events of `events/` with their `ResponseURL` pointed at a local listener, the
 //! owner's secret in Secrets Manager on moto (`MOTO_ENDPOINT`) and the read model on PostgreSQL.
 
@@ -27,7 +27,7 @@ fn postgres() -> String {
 }
 
 fn event(kind: &str, response_url: &str) -> Value {
-    let mut e = lambda_harness::event(&format!("cloudformation-migrations-{kind}.json"));
+    let mut e = test_support::lambda::event(&format!("cloudformation-migrations-{kind}.json"));
     e["ResponseURL"] = response_url.into();
     e
 }
@@ -78,7 +78,7 @@ async fn given_the_sample_custom_resource_events_when_the_binary_runs_them_then_
             ("AWS_ENDPOINT_URL", moto()),
         ]
     };
-    let run = lambda_harness::run(
+    let run = test_support::lambda::run(
         env!("CARGO_BIN_EXE_migrate-lambda"),
         &env(&arn),
         vec![event("create", &url), event("update", &url), event("delete", &url)],
@@ -102,7 +102,7 @@ async fn given_the_sample_custom_resource_events_when_the_binary_runs_them_then_
 
     // A secret that does not exist: FAILED, saying which, and the invocation itself succeeds (it was reported).
     let missing = format!("{arn}-gone");
-    let run = lambda_harness::run(
+    let run = test_support::lambda::run(
         env!("CARGO_BIN_EXE_migrate-lambda"),
         &env(&missing),
         vec![event("update", &url)],

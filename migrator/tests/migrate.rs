@@ -17,7 +17,7 @@ use domain::ChangeKind;
 use domain::testkit::order;
 use migrator::custom_resource::{self, Status};
 use migrator::{MigratorError, migrate};
-use projector::{LoginAuth, ReadModel};
+use read_model::{LoginAuth, ReadModel};
 use sqlx::{Connection, Executor};
 
 fn server(var: &str, default: &str) -> String {
@@ -153,7 +153,7 @@ async fn given_a_server_that_is_not_rds_when_iam_logins_are_asked_for_then_the_r
 }
 
 fn request(kind: &str, url: &str) -> aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest {
-    let mut event = lambda_harness::event(&format!("cloudformation-migrations-{}.json", kind.to_lowercase()));
+    let mut event = test_support::lambda::event(&format!("cloudformation-migrations-{}.json", kind.to_lowercase()));
     event["ResponseURL"] = url.into();
     migrator::request(event).unwrap()
 }

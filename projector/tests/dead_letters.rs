@@ -1,16 +1,14 @@
 //! A change a backend refuses is set aside with its reason, and every other change goes on, on every backend:
 //! through the batch rule the Lambda, the poller and the embedded tail share (`feed::project`).
 
-mod common;
-
-use common::{ALL, Backend, assert_equals_recomputation, fresh};
 use domain::testkit::{History, Rng, at};
 use domain::{ChangeKind, Order, OrderChange, Position};
-use projector::feed;
+use projector::sink as feed;
+use test_support::databases::{ALL, Backend, assert_equals_recomputation, fresh};
 
 /// Makes `db` refuse any order with the id "poison", as a backend refuses a value it cannot store (MariaDB once
 /// refused a leap second): a CHECK constraint on the servers, a trigger on SQLite.
-async fn refuse_poison(db: &common::Fresh, backend: Backend) {
+async fn refuse_poison(db: &test_support::databases::Fresh, backend: Backend) {
     let sql = match backend {
         Backend::Postgres | Backend::MariaDb => {
             "ALTER TABLE orders ADD CONSTRAINT no_poison CHECK (orderid <> 'poison')"

@@ -1,11 +1,11 @@
 //! The `projector-lambda` binary as Lambda runs it: started against a local Lambda Runtime API
-//! (`lambda-harness`), handed the sample events of `events/`, answering each with its batch item failures.
+//! (`test_support::lambda`), handed the sample events of `events/`, answering each with its batch item failures.
 
 use std::time::Duration;
 
-use lambda_harness::event;
-use projector::ReadModel;
+use read_model::ReadModel;
 use serde_json::Value;
+use test_support::lambda::event;
 
 fn failures(response: &Value) -> Vec<String> {
     let list = response["batchItemFailures"].as_array().unwrap_or_else(|| panic!("no batchItemFailures: {response}"));
@@ -21,7 +21,7 @@ async fn given_the_sample_stream_events_when_the_binary_runs_them_then_it_projec
     model.migrate().await.unwrap();
 
     let events = ["dynamodb-insert.json", "dynamodb-modify.json", "dynamodb-malformed.json", "dynamodb-remove.json"];
-    let run = lambda_harness::run(
+    let run = test_support::lambda::run(
         env!("CARGO_BIN_EXE_projector-lambda"),
         &[("READ_MODEL_URL", url.clone())],
         events.iter().map(|e| event(e)).collect(),
@@ -47,7 +47,7 @@ async fn given_the_sample_stream_events_when_the_binary_runs_them_then_it_projec
 
 #[tokio::test]
 async fn given_no_read_model_setting_when_the_binary_starts_then_it_reports_an_init_error_naming_it() {
-    let run = lambda_harness::run(
+    let run = test_support::lambda::run(
         env!("CARGO_BIN_EXE_projector-lambda"),
         &[],
         vec![event("dynamodb-insert.json")],

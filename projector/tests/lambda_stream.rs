@@ -4,17 +4,24 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use domain::ItemId;
-use lambda_harness::event;
-use projector::{ReadModel, Snapshot};
+use read_model::{ReadModel, Snapshot};
 use serde_json::{Value, json};
 use sqlx::Executor;
+use test_support::lambda::event;
 
 async fn sqlite() -> (tempfile::TempDir, ReadModel) {
     let dir = tempfile::tempdir().unwrap();
     let model = ReadModel::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("read.db").display())).unwrap();
     model.migrate().await.unwrap();
     (dir, model)
+}
+
+/// The Lambda handler with `model` as its sink.
+async fn handle(model: &ReadModel, event: &Value) -> Result<DynamoDbEventResponse, String> {
+    let sink = projector::ReadModelSink(Arc::new(model.clone()));
+    change_feed::lambda::handle(&sink, event).await
 }
 
 fn failures(response: &aws_lambda_events::event::streams::DynamoDbEventResponse) -> Vec<String> {
@@ -28,18 +35,18 @@ fn item(s: &str) -> ItemId {
 #[tokio::test]
 async fn given_insert_modify_and_remove_events_then_the_read_model_follows_and_reports_no_failures() {
     let (_dir, model) = sqlite().await;
-    let r = projector::stream::handle(&model, &event("dynamodb-insert.json")).await.unwrap();
+    let r = handle(&model, &event("dynamodb-insert.json")).await.unwrap();
     assert!(failures(&r).is_empty());
     let snap = model.snapshot().await.unwrap();
     assert_eq!((snap.items[&item("z3333")].quantity, snap.items[&item("z4444")].quantity), (6, 3));
 
-    projector::stream::handle(&model, &event("dynamodb-modify.json")).await.unwrap();
+    handle(&model, &event("dynamodb-modify.json")).await.unwrap();
     let snap = model.snapshot().await.unwrap();
     assert_eq!(snap.items[&item("z3333")].quantity, 2);
     assert_eq!(snap.items[&item("z3333")].revenue.to_string(), "5");
     assert!(!snap.items.contains_key(&item("z4444")), "the amend dropped z4444");
 
-    let r = projector::stream::handle(&model, &event("dynamodb-remove.json")).await.unwrap();
+    let r = handle(&model, &event("dynamodb-remove.json")).await.unwrap();
     assert!(failures(&r).is_empty());
     let snap = model.snapshot().await.unwrap();
     assert!(snap.orders.is_empty() && snap.items.is_empty());
@@ -49,7 +56,7 @@ async fn given_insert_modify_and_remove_events_then_the_read_model_follows_and_r
 #[tokio::test]
 async fn given_a_mixed_batch_delivered_twice_then_the_second_delivery_changes_nothing() {
     let (_dir, model) = sqlite().await;
-    projector::stream::handle(&model, &event("dynamodb-batch.json")).await.unwrap();
+    handle(&model, &event("dynamodb-batch.json")).await.unwrap();
     let once = model.snapshot().await.unwrap();
     assert_eq!(once.orders.len(), 2);
     assert_eq!(once.orders.values().filter(|o| o.status == domain::OrderStatus::Cancelled).count(), 1);
@@ -57,14 +64,14 @@ async fn given_a_mixed_batch_delivered_twice_then_the_second_delivery_changes_no
     assert_eq!((z.quantity, z.revenue.to_string(), z.orders), (4, "5".to_owned(), 1), "only 6120 counts");
     let source = once.positions.keys().next().unwrap().clone();
     assert!(source.starts_with("arn:aws:dynamodb:"), "the stream is the position's source: {source}");
-    projector::stream::handle(&model, &event("dynamodb-batch.json")).await.unwrap();
+    handle(&model, &event("dynamodb-batch.json")).await.unwrap();
     assert_eq!(model.snapshot().await.unwrap(), once);
 }
 
 #[tokio::test]
 async fn given_a_malformed_record_mid_batch_then_it_is_set_aside_with_its_reason_and_the_rest_is_applied() {
     let (_dir, model) = sqlite().await;
-    let r = projector::stream::handle(&model, &event("dynamodb-malformed.json")).await.unwrap();
+    let r = handle(&model, &event("dynamodb-malformed.json")).await.unwrap();
     assert!(failures(&r).is_empty(), "a record that cannot decode is not retried: it would stall the shard");
     let snap = model.snapshot().await.unwrap();
     assert_eq!(
@@ -82,7 +89,7 @@ async fn given_a_malformed_record_mid_batch_then_it_is_set_aside_with_its_reason
     assert_eq!(raw["eventID"], event("dynamodb-malformed.json")["Records"][1]["eventID"], "the record as delivered");
 
     // Delivered again (Lambda retries whole batches after a timeout): nothing changes, the letter is kept once.
-    let r = projector::stream::handle(&model, &event("dynamodb-malformed.json")).await.unwrap();
+    let r = handle(&model, &event("dynamodb-malformed.json")).await.unwrap();
     assert!(failures(&r).is_empty());
     assert_eq!(model.snapshot().await.unwrap(), snap);
     assert_eq!(model.dead_letters(10).await.unwrap().count, 1);
@@ -94,7 +101,7 @@ async fn records_that_are_not_stream_records_are_set_aside_not_skipped() {
     let mut e = event("dynamodb-batch.json");
     e["Records"][0]["eventName"] = json!("TRUNCATE");
     e["Records"][1]["dynamodb"]["NewImage"] = json!("not a map");
-    let r = projector::stream::handle(&model, &e).await.unwrap();
+    let r = handle(&model, &e).await.unwrap();
     assert!(failures(&r).is_empty());
     let letters = model.dead_letters(10).await.unwrap();
     let mut set_aside: Vec<&str> = letters.newest.iter().map(|l| l.sequence.as_str()).collect();
@@ -104,8 +111,8 @@ async fn records_that_are_not_stream_records_are_set_aside_not_skipped() {
     let mut e = event("dynamodb-batch.json");
     e["Records"][0]["eventName"] = json!("TRUNCATE");
     e["Records"][0]["dynamodb"].as_object_mut().unwrap().remove("SequenceNumber");
-    assert!(projector::stream::handle(&model, &e).await.is_err());
-    assert!(projector::stream::handle(&model, &json!({"detail": {}})).await.is_err());
+    assert!(handle(&model, &e).await.is_err());
+    assert!(handle(&model, &json!({"detail": {}})).await.is_err());
 }
 
 /// A TCP proxy that forwards to `upstream` until `budget` client bytes have passed in all, then cuts every
@@ -195,14 +202,14 @@ async fn given_the_database_fails_part_way_then_the_first_record_is_reported_not
     let via_proxy = ReadModel::connect(&url.replace(&pg_addr.to_string(), &proxy.to_string())).unwrap();
 
     let batch = big_batch(300);
-    let r = projector::stream::handle(&via_proxy, &batch).await.unwrap();
+    let r = handle(&via_proxy, &batch).await.unwrap();
     assert_eq!(failures(&r), ["200000000000000000000"], "the first record is reported: nothing was applied");
     assert_eq!(direct.snapshot().await.unwrap(), Snapshot::default(), "no partial batch is visible");
 
     // Lambda retries from the reported record, the database is back, and the same pool (one per Lambda
     // container) replaces its broken connection: the result is as if nothing had failed.
     budget.store(usize::MAX, Ordering::SeqCst);
-    let r = projector::stream::handle(&via_proxy, &batch).await.unwrap();
+    let r = handle(&via_proxy, &batch).await.unwrap();
     assert!(failures(&r).is_empty());
     let snap = direct.snapshot().await.unwrap();
     assert_eq!(snap.orders.len(), 300);

@@ -3,26 +3,14 @@
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use change_feed::poller::Poller;
 use chrono::Utc;
-use command_api::OrderStore;
-use command_api::store::dynamodb::DynamoDbStore;
 use domain::projection::Totals;
 use domain::{OrderCommand, OrderId, Version, parse_create};
-use projector::ReadModel;
-use projector::poller::Poller;
-
-async fn moto() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("MOTO_ENDPOINT").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-        panic!("MOTO_ENDPOINT is not set: run ./scripts/test (it starts moto), or start `moto_server -H 127.0.0.1 -p 5000` and set MOTO_ENDPOINT")
-    });
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await
-}
+use projector::ReadModelSink;
+use read_model::ReadModel;
+use write_store::OrderStore;
+use write_store::dynamodb::DynamoDbStore;
 
 fn id(s: &str) -> OrderId {
     OrderId::parse(s).unwrap()
@@ -34,9 +22,9 @@ async fn create(store: &DynamoDbStore, json: &str) {
 
 #[tokio::test]
 async fn given_orders_written_to_dynamodb_when_the_poller_passes_then_the_read_model_equals_a_recomputation() {
-    let config = moto().await;
-    let table = format!("poll-{}-{}", std::process::id(), Utc::now().timestamp_millis());
-    let client = command_api::store::dynamodb::client(&config);
+    let config = test_support::moto::sdk_config().await;
+    let table = test_support::moto::unique_name("poll");
+    let client = write_store::dynamodb::client(&config);
     DynamoDbStore::create_table(&client, &table).await.unwrap();
     let store = DynamoDbStore::new(client, table.clone());
     let dir = tempfile::tempdir().unwrap();
@@ -54,7 +42,7 @@ async fn given_orders_written_to_dynamodb_when_the_poller_passes_then_the_read_m
     store.execute(&id("6120"), OrderCommand::Cancel { expected: None }, Utc::now()).await.unwrap();
     store.execute(&id("6121"), OrderCommand::Delete { expected: None }, Utc::now()).await.unwrap();
 
-    let poller = Poller::new(&config, table.clone(), model.clone());
+    let poller = Poller::new(&config, table.clone(), Arc::new(ReadModelSink(model.clone())));
     let pass = poller.catch_up().await.unwrap();
     assert_eq!((pass.records, pass.applied), (6, 6));
 
@@ -72,7 +60,7 @@ async fn given_orders_written_to_dynamodb_when_the_poller_passes_then_the_read_m
 
     // Nothing new: a second pass, or a restarted poller, reads nothing again.
     assert_eq!(poller.catch_up().await.unwrap().records, 0);
-    let restarted = Poller::new(&config, table.clone(), model.clone());
+    let restarted = Poller::new(&config, table.clone(), Arc::new(ReadModelSink(model.clone())));
     assert_eq!(restarted.catch_up().await.unwrap().records, 0);
 
     create(&store, r#"{"orderId":"6122","items":[{"itemid":"z3333","quantity":5}]}"#).await;

@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use projector::ProjectionError;
+use read_model::ProjectionError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {

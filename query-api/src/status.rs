@@ -13,8 +13,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::change::Sequence;
-use projector::ReadModel;
-use projector::read_model::PositionRow;
+use read_model::PositionRow;
+use read_model::ReadModel;
 use serde::Serialize;
 use utoipa::ToSchema;
 

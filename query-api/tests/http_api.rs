@@ -12,8 +12,8 @@ use axum::http::{Request, StatusCode};
 use domain::testkit::{change, order};
 use domain::{ChangeKind, Order};
 use http_body_util::BodyExt;
-use projector::ReadModel;
 use query_api::{Settings, app};
+use read_model::ReadModel;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -392,7 +392,7 @@ async fn given_a_stalled_stream_or_a_change_set_aside_then_status_and_health_say
         let seq = |n: u64| domain::change::Sequence::from(n);
 
         // Given a consumer that recorded a backlog its position has already passed: nothing waits
-        let passed = projector::Backlog {
+        let passed = read_model::Backlog {
             source: "embedded".into(),
             head_sequence: seq(7),
             head_changed_at: now,
@@ -405,7 +405,7 @@ async fn given_a_stalled_stream_or_a_change_set_aside_then_status_and_health_say
         assert_eq!((r.body["status"].as_str(), r.body["sources"][0]["lagSeconds"].as_f64()), (Some("ok"), Some(0.0)));
 
         // When a stream consumer records a batch that did not go through, its oldest record two minutes old
-        let stalled = projector::Backlog {
+        let stalled = read_model::Backlog {
             source: "arn:aws:dynamodb:eu-west-1:1:table/orders/stream/x#shard-1".into(),
             head_sequence: seq(120),
             head_changed_at: now - chrono::Duration::seconds(10),
@@ -429,7 +429,7 @@ async fn given_a_stalled_stream_or_a_change_set_aside_then_status_and_health_say
         assert_eq!((health.status, health.body["status"].as_str()), (StatusCode::OK, Some("degraded")));
 
         // And a change set aside is a reason of its own, listed with its reason
-        let letter = projector::DeadLetter {
+        let letter = read_model::DeadLetter {
             source: "embedded".into(),
             sequence: seq(8),
             order_id: Some("6119".into()),

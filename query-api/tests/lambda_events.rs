@@ -6,7 +6,7 @@ use std::sync::Arc;
 use domain::ChangeKind;
 use domain::testkit::{change, order};
 use http_body_util::BodyExt;
-use projector::ReadModel;
+use read_model::ReadModel;
 use tower::ServiceExt;
 
 #[tokio::test]

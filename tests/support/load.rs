@@ -201,9 +201,9 @@ pub async fn assert_reports_equal_a_recomputation(query_url: &str, orders: &[dom
 
 /// The write model's final state, read from its store in `data_dir` (with the runner stopped).
 pub async fn write_model(data_dir: &std::path::Path) -> Vec<domain::Order> {
-    let store = command_api::store::embedded::EmbeddedStore::open(
+    let store = write_store::embedded::EmbeddedStore::open(
         &data_dir.join("orders.db"),
-        command_api::store::embedded::EmbeddedOptions::default(),
+        write_store::embedded::EmbeddedOptions::default(),
     )
     .unwrap();
     store.snapshot().await.unwrap().0

@@ -116,9 +116,9 @@ pub async fn get(url: &str, path: &str) -> (u16, Value) {
 
 /// Polls the read model until `ready` holds, failing after `within`. Returns how long it took.
 pub async fn await_read_model(
-    model: &projector::ReadModel,
+    model: &read_model::ReadModel,
     within: Duration,
-    ready: impl Fn(&projector::Snapshot) -> bool,
+    ready: impl Fn(&read_model::Snapshot) -> bool,
 ) -> Duration {
     let start = Instant::now();
     loop {

@@ -1,7 +1,7 @@
 //! The command API on AWS Lambda: the same Router as the local server, behind API Gateway via lambda_http.
 
-use command_api::config::{Env, StoreSettings};
 use web::telemetry::{LogFormat, init};
+use write_store::settings::{Env, StoreSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -1,5 +1,5 @@
-//! The lake writer on AWS Lambda: a second consumer of the orders stream, apart from the SQL projector so that
-//! neither's failures hold up the other. Each batch becomes one Parquet file per UTC order date under `LAKE_URL`
+//! The lake writer on AWS Lambda: a second consumer of the orders stream, apart from the projector so that neither's
+//! failures hold up the other. Each batch becomes one Parquet file per UTC order date under `LAKE_URL`
 //! (`s3://bucket/prefix`); the first record not written is reported (ReportBatchItemFailures).
 
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -9,10 +9,10 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     web::telemetry::init(web::telemetry::LogFormat::Json);
     let url = std::env::var("LAKE_URL").map_err(|_| "LAKE_URL is not set (s3://bucket/prefix)")?;
-    let lake = lake::Lake::open(&url)?;
-    let lake = &lake;
+    let sink = lake::sink::LakeSink { lake: lake::Lake::open(&url)?, positions: false };
+    let sink = &sink;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        projector::stream::handle_with(&event.payload, "lake batch", |records| lake::tail::consume(lake, records)).await
+        change_feed::lambda::handle(sink, &event.payload).await
     }))
     .await
 }

@@ -1,19 +1,22 @@
-//! The projector on AWS Lambda: DynamoDB Streams batches into the read model, reporting failed records
-//! (FunctionResponseTypes: ReportBatchItemFailures). One pool per container, created lazily.
+//! The projector on AWS Lambda: DynamoDB Streams batches into the read model, setting aside what it cannot apply and
+//! reporting the first record that did not take effect (ReportBatchItemFailures). One pool per container, lazily.
 
 #![recursion_limit = "256"]
 
+use std::sync::Arc;
+
 use lambda_runtime::{LambdaEvent, service_fn};
-use projector::ReadModel;
+use projector::ReadModelSink;
+use read_model::ReadModel;
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     web::telemetry::init(web::telemetry::LogFormat::Json);
-    let model = ReadModel::from_env().await?;
-    let model = &model;
+    let sink = ReadModelSink(Arc::new(ReadModel::from_env().await?));
+    let sink = &sink;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        projector::stream::handle(model, &event.payload).await
+        change_feed::lambda::handle(sink, &event.payload).await
     }))
     .await
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use projector::ReadModel;
+use read_model::ReadModel;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -1,39 +1,19 @@
-//! DynamoDB Streams records, as Lambda delivers them, into `OrderChange`s, and the Lambda handler around the shared
-//! batch rule. Each record is parsed on its own, so one malformed record is reported by its sequence number instead
-//! of failing the event as a whole; none is skipped.
-
-use std::collections::HashMap;
+//! DynamoDB Streams records, as Lambda delivers them, into `OrderChange`s, and the Lambda batch discipline of any
+//! stream consumer (`handle`): each record is decoded on its own, the sink takes them in order, and the first that
+//! did not take effect is named in `batchItemFailures` by its sequence number, so that Lambda retries from there.
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{DateTime, Utc};
 use domain::change::Sequence;
-use domain::image::{self, Attr};
 use domain::{ChangeKind, Order, OrderChange, Position};
-use serde_dynamo::AttributeValue;
 use serde_json::Value;
+use write_store::codec::{self as image, Attr, lambda_event};
 
-use crate::feed::{self, Decoded, Undecodable};
-use crate::read_model::ReadModel;
+use crate::{Consumed, Decoded, Sink, Undecodable};
 
 /// The feed name used when a record does not say which stream it came from.
 pub const DEFAULT_SOURCE: &str = "dynamodb";
-
-fn attr(a: &AttributeValue) -> Attr {
-    match a {
-        AttributeValue::S(s) => Attr::S(s.clone()),
-        AttributeValue::N(n) => Attr::N(n.clone()),
-        AttributeValue::L(l) => Attr::L(l.iter().map(attr).collect()),
-        AttributeValue::M(m) => Attr::M(m.iter().map(|(k, v)| (k.clone(), attr(v))).collect()),
-        AttributeValue::Bool(b) => Attr::Bool(*b),
-        AttributeValue::Null(_) => Attr::Null,
-        _ => Attr::Other("binary or set"),
-    }
-}
-
-fn item(image: &HashMap<String, AttributeValue>) -> image::Item {
-    image.iter().map(|(k, v)| (k.clone(), attr(v))).collect()
-}
 
 /// The parts of a stream record, whichever SDK delivered it, in the domain's attribute type.
 pub struct RawRecord<'a> {
@@ -77,9 +57,9 @@ pub fn decode(record: &EventRecord) -> Result<OrderChange, String> {
     let change = &record.change;
     decode_parts(RawRecord {
         event_name: &record.event_name,
-        keys: item(change.keys.inner()),
-        old_image: item(change.old_image.inner()),
-        new_image: item(change.new_image.inner()),
+        keys: lambda_event::item(change.keys.inner()),
+        old_image: lambda_event::item(change.old_image.inner()),
+        new_image: lambda_event::item(change.new_image.inner()),
         sequence_number: change.sequence_number.as_deref(),
         approximate_creation: change.approximate_creation_date_time,
         source: record.event_source_arn.clone().unwrap_or_else(|| DEFAULT_SOURCE.to_owned()),
@@ -116,31 +96,23 @@ pub fn decode_raw(raw: &Value) -> Decoded {
     decode(&record).map_err(undecodable)
 }
 
-/// What a consumer did with a batch: how many records took effect, and the first that did not (index and why).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Consumed {
-    pub applied: usize,
-    pub failure: Option<(usize, String)>,
-}
-
-/// The handler: applies the event's records in order and names the first one that did not take effect in
-/// `batchItemFailures` (ReportBatchItemFailures), so Lambda retries from there. An error (the whole batch is
-/// retried) only when that record has no sequence number to name.
-pub async fn handle(model: &ReadModel, event: &Value) -> Result<DynamoDbEventResponse, String> {
-    handle_with(event, "stream batch", |records| async move {
-        let backlog: Vec<Decoded> = records.clone();
-        let outcome = feed::project(model, records).await;
-        if let Some((index, _)) = &outcome.failure {
-            feed::record_backlog(model, &backlog, *index).await;
+/// The Lambda handler of a stream consumer: `sink` takes the event's records in order; the first that did not take
+/// effect is named in `batchItemFailures` (ReportBatchItemFailures), so Lambda retries from there. An error (the
+/// whole batch is retried) only when that record has no sequence number to name.
+pub async fn handle<S: Sink + ?Sized>(sink: &S, event: &Value) -> Result<DynamoDbEventResponse, String> {
+    handle_with(event, sink.name(), |records| async move {
+        let held = records.clone();
+        let consumed = sink.consume(records).await;
+        if let Some((index, _)) = &consumed.failure {
+            sink.record_backlog(&held, *index).await;
         }
-        Consumed { applied: outcome.applied.applied, failure: outcome.failure }
+        consumed
     })
     .await
 }
 
-/// The Lambda batch discipline for any consumer of the stream (the read model, the lake): decode every record,
-/// hand them to `consume` in order, report the first failure by its sequence number.
-pub async fn handle_with<F, Fut>(event: &Value, what: &str, consume: F) -> Result<DynamoDbEventResponse, String>
+/// Decode every record, hand them to `consume` in order, report the first failure by its sequence number.
+async fn handle_with<F, Fut>(event: &Value, what: &str, consume: F) -> Result<DynamoDbEventResponse, String>
 where
     F: FnOnce(Vec<Decoded>) -> Fut,
     Fut: std::future::Future<Output = Consumed>,
@@ -149,7 +121,13 @@ where
     let identities: Vec<(String, Option<String>)> = records.iter().map(identity).collect();
     let outcome = consume(records.iter().map(decode_raw).collect()).await;
     let mut response = DynamoDbEventResponse::default();
-    tracing::info!(received = records.len(), applied = outcome.applied, failed = outcome.failure.is_some(), "{what}");
+    tracing::info!(
+        received = records.len(),
+        applied = outcome.applied,
+        set_aside = outcome.set_aside,
+        failed = outcome.failure.is_some(),
+        "{what} batch"
+    );
     if let Some((index, reason)) = outcome.failure {
         let (event_id, sequence) = &identities[index];
         tracing::error!(%event_id, sequence = ?sequence, index, %reason, "record not applied; reported for retry");

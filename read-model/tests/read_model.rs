@@ -5,11 +5,10 @@
 use domain::projection::Totals;
 use domain::testkit::{History, Rng, at, order};
 use domain::{ChangeKind, ItemId, Lines, Order, OrderChange};
-use projector::{Dialect, ReadModel};
+use read_model::{Dialect, ReadModel};
 use sqlx::Executor;
 
-mod common;
-use common::*;
+use test_support::databases::*;
 
 fn change(kind: ChangeKind, before: Option<&Order>, after: Option<&Order>, seq: u64) -> OrderChange {
     domain::testkit::change(kind, before, after, "shard-1", seq)
@@ -260,7 +259,7 @@ async fn apply_retrying(model: &ReadModel, batch: &[OrderChange], what: &str) ->
     loop {
         match model.apply(batch).await {
             Ok(_) => return retries,
-            Err(projector::ProjectionError::Database(e))
+            Err(read_model::ProjectionError::Database(e))
                 if retries < 10
                     && e.as_database_error()
                         .and_then(|d| d.code())
@@ -339,7 +338,7 @@ async fn given_mysql_iam_auth_then_the_token_only_ever_travels_over_tls() {
     let mut url = url::Url::parse(&admin).unwrap();
     url.set_username("projector").unwrap();
     url.set_query(Some("ssl-mode=REQUIRED"));
-    let iam = projector::rds::IamAuth {
+    let iam = read_model::rds::IamAuth {
         region: "eu-west-1".into(),
         credentials: aws_credential_types::provider::SharedCredentialsProvider::new(
             aws_credential_types::Credentials::new("AKID", "secret", None, None, "test"),
@@ -363,7 +362,7 @@ async fn given_mysql_iam_auth_then_the_token_only_ever_travels_over_tls() {
 /// over the projected lines, sorted and paged the same on every backend.
 #[tokio::test]
 async fn given_random_histories_then_both_reports_equal_a_recomputation_and_every_sort_pages_to_the_whole() {
-    use projector::read_model::{Cursor, ItemQuery, ItemRow, ItemSort};
+    use read_model::{Cursor, ItemQuery, ItemRow, ItemSort};
     for backend in ALL {
         let db = fresh(backend).await;
         for seed in 0..20 {
@@ -473,8 +472,8 @@ async fn given_a_user_with_the_reader_role_then_it_can_read_the_read_model_and_n
         }
 
         let reader = ReadModel::connect(&reader_url).unwrap();
-        let report = reader.item_report(&projector::read_model::ItemQuery {
-            sort: projector::read_model::ItemSort::ItemId,
+        let report = reader.item_report(&read_model::ItemQuery {
+            sort: read_model::ItemSort::ItemId,
             descending: false,
             limit: None,
             after: None,
@@ -525,7 +524,7 @@ async fn end_other_sessions(backend: Backend, admin: &str, name: &str) -> usize 
 
 #[tokio::test]
 async fn given_the_server_ended_the_pools_idle_connections_then_a_read_after_a_second_idle_gets_a_new_one() {
-    use projector::read_model::{ItemQuery, ItemSort};
+    use read_model::{ItemQuery, ItemSort};
     let all = ItemQuery { sort: ItemSort::ItemId, descending: false, limit: None, after: None };
     for backend in [Backend::Postgres, Backend::MariaDb] {
         let db = fresh(backend).await;
@@ -587,8 +586,8 @@ async fn given_a_statement_fails_part_way_through_a_batch_then_its_error_is_retu
 
         // Then the database's own error comes back, and nothing of the batch is visible: no orders, lines,
         // totals or position
-        assert!(matches!(err, projector::ProjectionError::Database(_)), "{backend:?}: {err}");
-        assert_eq!(db.model.snapshot().await.unwrap(), projector::Snapshot::default(), "{backend:?}");
+        assert!(matches!(err, read_model::ProjectionError::Database(_)), "{backend:?}: {err}");
+        assert_eq!(db.model.snapshot().await.unwrap(), read_model::Snapshot::default(), "{backend:?}");
         assert_eq!(db.rows_in("orderitems").await, 0, "{backend:?}");
 
         // And once the database takes the line, the same batch applies in full on the same pool
@@ -618,9 +617,9 @@ async fn given_batches_of_the_longest_ids_on_mariadb_then_no_statement_is_long_e
     // Then the read model is right, and no statement this process sent to MySQL was over RDS Proxy's 16 KB (the
     // lists were long enough to need cutting: the longest statements come close to the limit).
     assert_equals_recomputation(&db.model, &history, "long ids").await;
-    let longest = projector::db::longest_mysql_statement();
-    assert!(longest <= projector::dialect::MYSQL_STATEMENT_LIMIT, "a statement of {longest} bytes");
-    assert!(longest > projector::dialect::MYSQL_STATEMENT_LIMIT * 3 / 4, "the longest statement: {longest} bytes");
+    let longest = read_model::db::longest_mysql_statement();
+    assert!(longest <= read_model::dialect::MYSQL_STATEMENT_LIMIT, "a statement of {longest} bytes");
+    assert!(longest > read_model::dialect::MYSQL_STATEMENT_LIMIT * 3 / 4, "the longest statement: {longest} bytes");
     db.drop_database().await;
 }
 
@@ -628,14 +627,14 @@ async fn given_batches_of_the_longest_ids_on_mariadb_then_no_statement_is_long_e
 async fn given_statements_with_arguments_on_mariadb_then_none_is_prepared() {
     // Given a connection of the read model's pool (RDS Proxy pins the session of any prepared statement).
     let db = fresh(Backend::MariaDb).await;
-    let pool = projector::db::Pool::connect_lazy(Dialect::MySql, &db.url, projector::db::Mode::Url).unwrap();
+    let pool = read_model::db::Pool::connect_lazy(Dialect::MySql, &db.url, read_model::db::Mode::Url).unwrap();
     let mut tx = pool.begin_write().await.unwrap();
-    let prepared = |rows: Vec<projector::db::DbRow>| rows[0].text(1).unwrap().parse::<u64>().unwrap();
+    let prepared = |rows: Vec<read_model::db::DbRow>| rows[0].text(1).unwrap().parse::<u64>().unwrap();
     let status = "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'";
     let before = prepared(tx.fetch(status, &[]).await.unwrap());
 
     // When statements with text, integer and NULL arguments run and read rows.
-    use projector::db::Arg;
+    use read_model::db::Arg;
     let insert = "INSERT INTO projection_positions (source, sequence, last_changed_at, applied_at) VALUES (?, ?, ?, ?)";
     // (the source column is ASCII, as ids are; the sequence column takes any text)
     let hostile = "x'); DROP TABLE orders; -- \\";

@@ -3,11 +3,10 @@
 //! MariaDB must be running (127.0.0.1:3306 root without password, or TEST_MYSQL_URL); if it cannot be reached the
 //! test fails and says so.
 
-mod common;
-use common::*;
+use test_support::databases::*;
 
-use projector::ReadModel;
-use projector::dialect::{MYSQL_STATEMENT_LIMIT, parse_mysql_statement_limit};
+use read_model::ReadModel;
+use read_model::dialect::{MYSQL_STATEMENT_LIMIT, parse_mysql_statement_limit};
 
 #[tokio::test]
 async fn given_a_raised_statement_limit_on_mariadb_then_batches_go_out_in_longer_statements_with_the_same_result() {
@@ -24,7 +23,7 @@ async fn given_a_raised_statement_limit_on_mariadb_then_batches_go_out_in_longer
     // Then the read model is the same recomputation, reached with statements far over 16 KB (the cut is lifted)
     // and within the raised limit.
     assert_equals_recomputation(&model, &history, "raised limit").await;
-    let longest = projector::db::longest_mysql_statement();
+    let longest = read_model::db::longest_mysql_statement();
     assert!(longest > 8 * MYSQL_STATEMENT_LIMIT && longest <= limit, "the longest statement: {longest} bytes");
     model.close().await;
     db.drop_database().await;

@@ -1,22 +1,21 @@
 //! `orders project --source dynamodb`: reads the orders table's stream with DescribeStream / GetShardIterator /
-//! GetRecords and feeds the same batch rule as the Lambda handler, for running against DynamoDB without Lambda.
-//! Each shard resumes after its stored position; a parent shard is drained before its children; a record that
-//! cannot be applied stops its shard (and is retried on the next pass), it is never skipped.
+//! GetRecords into a sink, as Lambda would hand them to it, for running against DynamoDB without Lambda. Each shard
+//! resumes after the sink's stored position; a parent shard is drained before its children; a batch the sink did
+//! not wholly take stops its shard (and is retried on the next pass), never skipped.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, Shard, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::{Record, Shard, ShardIteratorType};
 use chrono::{DateTime, Utc};
-use domain::image::{Attr, Item};
-use tokio::sync::watch;
-
-use crate::feed::{self, Decoded, Undecodable};
-use crate::read_model::ReadModel;
-use crate::stream::{RawRecord, decode_parts};
 use domain::Position;
 use domain::change::Sequence;
+use tokio::sync::watch;
+use write_store::codec::streams;
+
+use crate::lambda::{RawRecord, decode_parts};
+use crate::{Decoded, Sink, Undecodable};
 
 const PAGE: i32 = 1_000;
 
@@ -26,8 +25,8 @@ pub enum PollError {
     Aws(String),
     #[error("table {0} has no stream (it needs StreamSpecification NEW_AND_OLD_IMAGES)")]
     NoStream(String),
-    #[error("read model: {0}")]
-    ReadModel(#[from] crate::read_model::ProjectionError),
+    #[error("{0}")]
+    Sink(String),
     #[error("record {sequence} of {source_name} was not applied: {reason}")]
     Record { source_name: String, sequence: String, reason: String },
 }
@@ -36,23 +35,6 @@ fn aws(e: impl std::fmt::Display) -> PollError {
     PollError::Aws(e.to_string())
 }
 
-fn attr(a: &AttributeValue) -> Attr {
-    match a {
-        AttributeValue::S(s) => Attr::S(s.clone()),
-        AttributeValue::N(n) => Attr::N(n.clone()),
-        AttributeValue::L(l) => Attr::L(l.iter().map(attr).collect()),
-        AttributeValue::M(m) => Attr::M(m.iter().map(|(k, v)| (k.clone(), attr(v))).collect()),
-        AttributeValue::Bool(b) => Attr::Bool(*b),
-        AttributeValue::Null(_) => Attr::Null,
-        _ => Attr::Other("binary or set"),
-    }
-}
-
-fn item(m: Option<&std::collections::HashMap<String, AttributeValue>>) -> Item {
-    m.map(|m| m.iter().map(|(k, v)| (k.clone(), attr(v))).collect()).unwrap_or_default()
-}
-
-/// A record as the DynamoDB Streams API returns it, decoded like a Lambda record. `source` names the shard.
 pub fn decode_record(source: &str, r: &Record) -> Decoded {
     let undecodable = |reason: String| {
         let d = r.dynamodb();
@@ -75,9 +57,9 @@ pub fn decode_record(source: &str, r: &Record) -> Decoded {
         .unwrap_or_else(Utc::now);
     decode_parts(RawRecord {
         event_name: r.event_name().map(|n| n.as_str()).unwrap_or_default(),
-        keys: item(d.keys()),
-        old_image: item(d.old_image()),
-        new_image: item(d.new_image()),
+        keys: d.keys().map(streams::item).unwrap_or_default(),
+        old_image: d.old_image().map(streams::item).unwrap_or_default(),
+        new_image: d.new_image().map(streams::item).unwrap_or_default(),
         sequence_number: d.sequence_number(),
         approximate_creation: at,
         source: source.to_owned(),
@@ -96,16 +78,16 @@ pub struct Poller {
     tables: aws_sdk_dynamodb::Client,
     streams: aws_sdk_dynamodbstreams::Client,
     table: String,
-    model: Arc<ReadModel>,
+    sink: Arc<dyn Sink>,
 }
 
 impl Poller {
-    pub fn new(config: &aws_config::SdkConfig, table: String, model: Arc<ReadModel>) -> Poller {
+    pub fn new(config: &aws_config::SdkConfig, table: String, sink: Arc<dyn Sink>) -> Poller {
         Poller {
             tables: aws_sdk_dynamodb::Client::new(config),
             streams: aws_sdk_dynamodbstreams::Client::new(config),
             table,
-            model,
+            sink,
         }
     }
 
@@ -141,10 +123,10 @@ impl Poller {
     async fn drain(&self, arn: &str, shard: &Shard, pass: &mut Pass) -> Result<bool, PollError> {
         let shard_id = shard.shard_id().unwrap_or_default();
         let source = format!("{arn}#{shard_id}");
-        let stored = self.model.position(&source).await?;
+        let stored = self.sink.position(&source).await.map_err(PollError::Sink)?;
         let request = self.streams.get_shard_iterator().stream_arn(arn).shard_id(shard_id);
         let request = match &stored {
-            Some((seq, _)) => {
+            Some(seq) => {
                 request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).sequence_number(seq.as_str())
             }
             None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
@@ -155,11 +137,11 @@ impl Poller {
             let records = page.records.unwrap_or_default();
             if !records.is_empty() {
                 let decoded: Vec<Decoded> = records.iter().map(|r| decode_record(&source, r)).collect();
-                let outcome = feed::project(&self.model, decoded.clone()).await;
+                let outcome = self.sink.consume(decoded.clone()).await;
                 pass.records += records.len();
-                pass.applied += outcome.applied.applied;
+                pass.applied += outcome.applied;
                 if let Some((index, reason)) = outcome.failure {
-                    feed::record_backlog(&self.model, &decoded, index).await;
+                    self.sink.record_backlog(&decoded, index).await;
                     let sequence =
                         records[index].dynamodb().and_then(|d| d.sequence_number()).unwrap_or("?").to_owned();
                     return Err(PollError::Record { source_name: source, sequence, reason });

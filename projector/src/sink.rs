@@ -1,46 +1,43 @@
-//! Driving the read model from a feed. `project` is the one batch rule every input uses (Lambda, the embedded
-//! tail, the DynamoDB Streams poller): apply the records in order, as one transaction; when that fails for a reason
-//! that retrying cannot mend (a value the backend refuses, a record that does not decode), find the record that
-//! causes it by halving the batch, set it aside as a dead letter with its reason, and go on with the rest. A
-//! failure retrying can mend (the database unreachable, a deadlock) names the first record that did not take
-//! effect, so that the caller retries from there. Nothing is ever skipped silently.
+//! The read model as a sink of the change feed, and its batch rule (`project`), the one every input uses (Lambda,
+//! the embedded tail, the DynamoDB Streams poller): apply the records in order, as one transaction; when that fails
+//! for a reason that retrying cannot mend (a value the backend refuses, a record that does not decode), find the
+//! record that causes it by halving the batch, set it aside as a dead letter with its reason, and go on with the
+//! rest. A failure retrying can mend (the database unreachable, a deadlock) names the first record that did not
+//! take effect, so that the caller retries from there. Nothing is ever skipped silently.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
+use async_trait::async_trait;
+use change_feed::{Consumed, Decoded, Sink, Undecodable};
 use chrono::{DateTime, Utc};
+use domain::change::Sequence;
 use domain::{OrderChange, Position};
-use tokio::sync::{Notify, watch};
 
-use crate::read_model::{Applied, Backlog, DeadLetter, ProjectionError, ReadModel};
+use read_model::{Applied, Backlog, DeadLetter, ProjectionError, ReadModel};
 
-/// A record as decoded from its feed: the change, or why it could not be read.
-pub type Decoded = Result<OrderChange, Undecodable>;
+/// The read model as the feed's sink.
+#[derive(Clone)]
+pub struct ReadModelSink(pub Arc<ReadModel>);
 
-/// A record that does not decode into a change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Undecodable {
-    pub reason: String,
-    /// Where it sits in its feed, when the record says (one that does not cannot be set aside).
-    pub position: Option<Position>,
-    /// When it was written, when the record says.
-    pub written_at: Option<DateTime<Utc>>,
-    /// The record as delivered, kept with its dead letter.
-    pub record: String,
-}
-
-impl Undecodable {
-    /// A record with nothing known of it but why it did not decode.
-    pub fn reason(reason: impl Into<String>) -> Undecodable {
-        Undecodable { reason: reason.into(), position: None, written_at: None, record: String::new() }
+#[async_trait]
+impl Sink for ReadModelSink {
+    fn name(&self) -> &'static str {
+        "read model"
     }
-}
 
-impl std::fmt::Display for Undecodable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "undecodable record: {}", self.reason)
+    async fn position(&self, source: &str) -> Result<Option<Sequence>, String> {
+        Ok(self.0.position(source).await.map_err(|e| e.to_string())?.map(|(sequence, _)| sequence))
+    }
+
+    async fn consume(&self, records: Vec<Decoded>) -> Consumed {
+        let outcome = project(&self.0, records).await;
+        Consumed { applied: outcome.applied.applied, set_aside: outcome.set_aside, failure: outcome.failure }
+    }
+
+    async fn record_backlog(&self, records: &[Decoded], failed_at: usize) {
+        record_backlog(&self.0, records, failed_at).await;
     }
 }
 
@@ -202,87 +199,5 @@ pub async fn record_backlog(model: &ReadModel, records: &[Decoded], failed_at: u
     };
     if let Err(error) = model.record_backlog(&backlog).await {
         tracing::warn!(%error, source = %backlog.source, "cannot record the backlog");
-    }
-}
-
-/// Tails the embedded store's change log into the read model until `stop` turns true. Resumes after the stored
-/// position; wakes on every commit (`committed`), and at least once a second. A batch that fails for a reason
-/// retrying may mend is retried with back-off, never skipped; one that stop interrupts is abandoned whole (it was
-/// one transaction) and applied again at the next start.
-pub async fn tail_embedded<F, Fut>(
-    model: Arc<ReadModel>,
-    source: &'static str,
-    fetch: F,
-    committed: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-) where
-    F: Fn(u64, u32) -> Fut,
-    Fut: Future<Output = Result<Vec<OrderChange>, String>>,
-{
-    const BATCH: u32 = 1_000;
-    let mut backoff = Duration::from_millis(100);
-    let mut after: Option<u64> = None;
-    while !*stop.borrow() {
-        let woken = committed.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let step = async {
-            let from = match after {
-                Some(p) => p,
-                None => {
-                    let stored = model.position(source).await.map_err(|e| e.to_string())?;
-                    stored
-                        .map(|(seq, _)| seq.as_str().parse::<u64>().map_err(|e| e.to_string()))
-                        .transpose()?
-                        .unwrap_or(0)
-                }
-            };
-            after = Some(from);
-            let batch = fetch(from, BATCH).await?;
-            let Some(last) = batch.last() else { return Ok(0) };
-            let next = last.position().sequence.as_str().parse::<u64>().map_err(|e| e.to_string())?;
-            let n = batch.len();
-            let outcome = project(&model, batch.into_iter().map(Ok).collect()).await;
-            tracing::debug!(
-                from,
-                received = outcome.applied.received,
-                applied = outcome.applied.applied,
-                set_aside = outcome.set_aside,
-                "projected"
-            );
-            if let Some((index, reason)) = outcome.failure {
-                // What went through is kept; the rest is fetched again from the stored position.
-                after = None;
-                return Err(format!("change {} of the batch from {from}: {reason}", index + 1));
-            }
-            after = Some(next);
-            Ok::<usize, String>(n)
-        };
-        let step = tokio::select! {
-            step = step => step,
-            _ = stop.changed() => break,
-        };
-        match step {
-            Ok(n) if n == BATCH as usize => {
-                backoff = Duration::from_millis(100);
-                continue;
-            }
-            Ok(_) => {
-                backoff = Duration::from_millis(100);
-                tokio::select! {
-                    () = &mut woken => {}
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, position = ?after, retry_in = ?backoff, "projection failed; retrying the same changes");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::store::OrderStore;
-use crate::store::dynamodb::DynamoDbStore;
-use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use crate::OrderStore;
+use crate::dynamodb::DynamoDbStore;
+use crate::embedded::{EmbeddedOptions, EmbeddedStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -119,10 +119,7 @@ impl StoreSettings {
                         hint: "ORDERS_STORE=dynamodb needs a region",
                     });
                 }
-                Ok(Opened::DynamoDb(Arc::new(DynamoDbStore::new(
-                    crate::store::dynamodb::client(&config),
-                    table.clone(),
-                ))))
+                Ok(Opened::DynamoDb(Arc::new(DynamoDbStore::new(crate::dynamodb::client(&config), table.clone()))))
             }
         }
     }

@@ -9,13 +9,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::Utc;
-use command_api::OrderStore;
-use command_api::store::dynamodb::DynamoDbStore;
-use command_api::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use command_api::store::{Created, Executed, StoreError};
 use domain::{
     ChangeKind, CommandError, OrderChange, OrderCommand, OrderDraft, OrderId, OrderStatus, Version, parse_create,
 };
+use write_store::OrderStore;
+use write_store::dynamodb::DynamoDbStore;
+use write_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use write_store::{Created, Executed, StoreError};
 /// Reads every change the store has published so far.
 type Feed = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<OrderChange>> + Send>> + Send + Sync>;
 
@@ -186,9 +186,9 @@ async fn embedded_store_meets_the_contract() {
 
 #[tokio::test]
 async fn dynamodb_store_meets_the_contract() {
-    let config = common::sdk_config().await;
-    let table = common::unique_table("contract");
-    let client = command_api::store::dynamodb::client(&config);
+    let config = test_support::moto::sdk_config().await;
+    let table = test_support::moto::unique_name("contract");
+    let client = write_store::dynamodb::client(&config);
     DynamoDbStore::create_table(&client, &table).await.unwrap();
     let store = Arc::new(DynamoDbStore::new(client, table.clone()));
     let feed: Feed = Box::new(move || {
@@ -204,8 +204,8 @@ async fn dynamodb_store_reports_an_unreachable_endpoint_as_unavailable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let config = common::sdk_config_at(&format!("http://127.0.0.1:{port}")).await;
-    let store = DynamoDbStore::new(command_api::store::dynamodb::client(&config), "orders".into());
+    let config = test_support::moto::sdk_config_at(&format!("http://127.0.0.1:{port}")).await;
+    let store = DynamoDbStore::new(write_store::dynamodb::client(&config), "orders".into());
     let r = store.create(draft(r#"{"orderId":"x","items":[{"itemid":"a","quantity":1}]}"#), Utc::now()).await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
     assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
@@ -213,8 +213,8 @@ async fn dynamodb_store_reports_an_unreachable_endpoint_as_unavailable() {
 
 #[tokio::test]
 async fn dynamodb_store_reports_a_missing_table_as_unavailable() {
-    let config = common::sdk_config().await;
-    let store = DynamoDbStore::new(command_api::store::dynamodb::client(&config), common::unique_table("absent"));
+    let config = test_support::moto::sdk_config().await;
+    let store = DynamoDbStore::new(write_store::dynamodb::client(&config), test_support::moto::unique_name("absent"));
     let r = store.get(&id("x")).await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
 }
@@ -301,16 +301,16 @@ async fn dynamodb_store_reports_throttling_and_server_errors_as_unavailable_afte
         (503, "ServiceUnavailable"),
     ] {
         let (url, calls) = failing_endpoint(status, code).await;
-        let config = common::sdk_config_at(&url).await;
-        let store = DynamoDbStore::new(command_api::store::dynamodb::client(&config), "orders".into());
+        let config = test_support::moto::sdk_config_at(&url).await;
+        let store = DynamoDbStore::new(write_store::dynamodb::client(&config), "orders".into());
         let r = store.create(draft(r#"{"orderId":"x","items":[{"itemid":"a","quantity":1}]}"#), Utc::now()).await;
         assert!(matches!(r, Err(StoreError::Unavailable(_))), "{code}: {r:?}");
         assert!(calls.load(std::sync::atomic::Ordering::SeqCst) > 1, "{code}: the SDK retried before giving up");
     }
     // A client error that is not about load is not dressed up as "retry later".
     let (url, _) = failing_endpoint(400, "ValidationException").await;
-    let config = common::sdk_config_at(&url).await;
-    let store = DynamoDbStore::new(command_api::store::dynamodb::client(&config), "orders".into());
+    let config = test_support::moto::sdk_config_at(&url).await;
+    let store = DynamoDbStore::new(write_store::dynamodb::client(&config), "orders".into());
     let r = store.get(&id("x")).await;
     assert!(matches!(r, Err(StoreError::Internal(_))), "{r:?}");
 }

@@ -1,13 +1,16 @@
-//! The write model's port: one trait, a DynamoDB adapter and an embedded (SQLite) adapter. Each adapter runs the
-//! domain's decisions atomically; the rules themselves live in `domain::command`.
+//! The write model: its port (`OrderStore`), the DynamoDB adapter and the embedded (SQLite) adapter, each running
+//! the domain's decisions atomically (the rules themselves live in `domain::command`), the one codec of the
+//! stored image (`codec`), and how a process chooses and opens its store (`settings`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::image::ImageError;
+use codec::ImageError;
 use domain::{CommandError, Order, OrderCommand, OrderDraft, OrderId};
 
+pub mod codec;
 pub mod dynamodb;
 pub mod embedded;
+pub mod settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

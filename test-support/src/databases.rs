@@ -1,6 +1,5 @@
-//! What the read-model test binaries share: fresh databases on each backend, the recomputation every projection
-//! is compared with, and a history of the longest ids.
-#![allow(dead_code)]
+//! Fresh read-model databases on each backend (dropped afterwards), the recomputation every projection is compared
+//! with, and a history of the longest ids.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use domain::projection::{SaleMonth, Totals};
 use domain::testkit::{History, Rng, at};
 use domain::{ChangeKind, ItemId, Lines, Order, OrderChange, OrderId};
-use projector::ReadModel;
+use read_model::ReadModel;
 use sqlx::Executor;
 
 #[derive(Clone, Copy, Debug)]

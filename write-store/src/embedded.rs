@@ -21,7 +21,7 @@ use domain::{
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Created, Executed, OrderStore, StoreError};
+use crate::{Created, Executed, OrderStore, StoreError};
 
 /// The change feed's source name in `Position`s.
 pub const SOURCE: &str = "embedded";

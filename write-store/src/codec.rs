@@ -1,16 +1,16 @@
 //! The order's image as the write store keeps it: an attribute map in DynamoDB's data model (lines as a native
-//! list of maps, numbers as decimal text). The DynamoDB adapter and every stream decoder convert their SDK's
-//! attribute type to `Attr` and use this one codec, so the stored shape is defined once.
+//! list of maps, numbers as decimal text), defined once for the table and for every stream decoder. Each SDK's
+//! attribute type (the DynamoDB client's, the Streams client's, the Lambda event's) converts to `Attr` by the one
+//! macro at the end (`attr_conversions!`); the Streams and Lambda ones behind the features `streams` and
+//! `lambda-events`, for the change feed.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use crate::id::{ItemId, OrderId};
-use crate::order::{
-    Fingerprint, Lines, Order, OrderLine, OrderStatus, Quantity, UnitPrice, Version, format_time, parse_time,
-};
+use domain::order::{format_time, parse_time};
+use domain::{Fingerprint, ItemId, Lines, Order, OrderId, OrderLine, OrderStatus, Quantity, UnitPrice, Version};
 
 /// A DynamoDB attribute value, reduced to the types an order image uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,10 +152,66 @@ pub fn from_item(item: &Item) -> Result<(Order, Option<Fingerprint>), ImageError
     Ok((order, fingerprint))
 }
 
+/// `From` between `Attr` and one SDK's attribute type (same variant names across the AWS crates), and the item
+/// conversions.
+macro_rules! attr_conversions {
+    ($module:ident, $ty:path) => {
+        pub mod $module {
+            use std::collections::HashMap;
+
+            use super::{Attr, Item};
+            use $ty as Value;
+
+            pub fn from(a: &Value) -> Attr {
+                match a {
+                    Value::S(s) => Attr::S(s.clone()),
+                    Value::N(n) => Attr::N(n.clone()),
+                    Value::L(l) => Attr::L(l.iter().map(from).collect()),
+                    Value::M(m) => Attr::M(m.iter().map(|(k, v)| (k.clone(), from(v))).collect()),
+                    Value::Bool(b) => Attr::Bool(*b),
+                    Value::Null(_) => Attr::Null,
+                    _ => Attr::Other("binary or set"),
+                }
+            }
+
+            pub fn item(item: &HashMap<String, Value>) -> Item {
+                item.iter().map(|(k, v)| (k.clone(), from(v))).collect()
+            }
+        }
+    };
+}
+
+attr_conversions!(sdk, aws_sdk_dynamodb::types::AttributeValue);
+#[cfg(feature = "streams")]
+attr_conversions!(streams, aws_sdk_dynamodbstreams::types::AttributeValue);
+#[cfg(feature = "lambda-events")]
+attr_conversions!(lambda_event, serde_dynamo::AttributeValue);
+
+/// An item as the DynamoDB client reads it.
+pub fn item_from_aws(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> Item {
+    sdk::item(item)
+}
+
+/// An item as the DynamoDB client writes it.
+pub fn item_to_aws(item: &Item) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    fn to_aws(a: &Attr) -> aws_sdk_dynamodb::types::AttributeValue {
+        use aws_sdk_dynamodb::types::AttributeValue as V;
+        match a {
+            Attr::S(s) => V::S(s.clone()),
+            Attr::N(n) => V::N(n.clone()),
+            Attr::L(l) => V::L(l.iter().map(to_aws).collect()),
+            Attr::M(m) => V::M(m.iter().map(|(k, v)| (k.clone(), to_aws(v))).collect()),
+            Attr::Bool(b) => V::Bool(*b),
+            Attr::Null | Attr::Other(_) => V::Null(true),
+        }
+    }
+    item.iter().map(|(k, v)| (k.clone(), to_aws(v))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validation::parse_create;
+    use domain::validation::parse_create;
 
     #[test]
     fn an_order_round_trips_through_its_item() {

@@ -1,14 +1,12 @@
 //! The read model behind a proxy that cuts connections or goes silent (no reset, no data), on PostgreSQL and
 //! MariaDB: no call waits longer than its limits, and once the network heals the next batch goes through.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Backend, assert_equals_recomputation, fresh};
 use domain::testkit::{History, Rng};
-use fault_proxy::FaultProxy;
-use projector::ReadModel;
+use read_model::ReadModel;
+use test_support::FaultProxy;
+use test_support::databases::{Backend, assert_equals_recomputation, fresh};
 
 /// The statement limit the model under test runs with: short, so that the test is.
 const LIMIT: Duration = Duration::from_secs(2);
@@ -17,7 +15,7 @@ const LIMIT: Duration = Duration::from_secs(2);
 /// when the one it had was idle long enough to be pinged (and a new one cannot connect).
 const LONGEST_CALL: Duration = Duration::from_secs(13);
 
-async fn through_proxy(backend: Backend) -> (common::Fresh, FaultProxy, ReadModel) {
+async fn through_proxy(backend: Backend) -> (test_support::databases::Fresh, FaultProxy, ReadModel) {
     let db = fresh(backend).await;
     let mut url = url::Url::parse(&db.url).unwrap();
     let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap()).parse().unwrap();

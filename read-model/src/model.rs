@@ -339,6 +339,7 @@ fn version(raw: i64) -> Result<Version> {
     u64::try_from(raw).ok().and_then(Version::new).ok_or_else(|| corrupt(format!("version {raw}")))
 }
 
+#[derive(Clone)]
 pub struct ReadModel {
     pool: Pool,
     dialect: Dialect,

@@ -1,4 +1,4 @@
-//! The DynamoDB write store: one table keyed by `orderId`, the order stored in `domain::image`'s shape (lines as a
+//! The DynamoDB write store: one table keyed by `orderId`, the order stored in `codec`'s shape (lines as a
 //! native list of maps). Every write is conditional: `attribute_not_exists` on create, the version that was read
 //! on amend / cancel / delete, so concurrent commands cannot overwrite each other. Works against any endpoint
 //! given by `AWS_ENDPOINT_URL` (moto in tests).
@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::codec::{self as image, Item, item_from_aws, item_to_aws};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -15,10 +16,9 @@ use aws_sdk_dynamodb::types::{
     StreamSpecification, StreamViewType,
 };
 use chrono::{DateTime, Utc};
-use domain::image::{self, Attr, Item};
 use domain::{CreateDecision, Decision, Fingerprint, Order, OrderCommand, OrderDraft, OrderId, decide_create};
 
-use super::{Created, Executed, OrderStore, StoreError};
+use crate::{Created, Executed, OrderStore, StoreError};
 
 /// How often a command re-reads and re-decides after losing a race to a concurrent write before giving up.
 const MAX_ATTEMPTS: usize = 5;
@@ -37,37 +37,6 @@ pub fn client(config: &aws_config::SdkConfig) -> Client {
         .build();
     let conf = aws_sdk_dynamodb::config::Builder::from(config).timeout_config(timeouts).build();
     Client::from_conf(conf)
-}
-
-pub fn to_aws(a: &Attr) -> AttributeValue {
-    match a {
-        Attr::S(s) => AttributeValue::S(s.clone()),
-        Attr::N(n) => AttributeValue::N(n.clone()),
-        Attr::L(l) => AttributeValue::L(l.iter().map(to_aws).collect()),
-        Attr::M(m) => AttributeValue::M(m.iter().map(|(k, v)| (k.clone(), to_aws(v))).collect()),
-        Attr::Bool(b) => AttributeValue::Bool(*b),
-        Attr::Null | Attr::Other(_) => AttributeValue::Null(true),
-    }
-}
-
-pub fn from_aws(a: &AttributeValue) -> Attr {
-    match a {
-        AttributeValue::S(s) => Attr::S(s.clone()),
-        AttributeValue::N(n) => Attr::N(n.clone()),
-        AttributeValue::L(l) => Attr::L(l.iter().map(from_aws).collect()),
-        AttributeValue::M(m) => Attr::M(m.iter().map(|(k, v)| (k.clone(), from_aws(v))).collect()),
-        AttributeValue::Bool(b) => Attr::Bool(*b),
-        AttributeValue::Null(_) => Attr::Null,
-        _ => Attr::Other("unsupported attribute type"),
-    }
-}
-
-fn item_to_aws(item: &Item) -> HashMap<String, AttributeValue> {
-    item.iter().map(|(k, v)| (k.clone(), to_aws(v))).collect()
-}
-
-pub fn item_from_aws(item: &HashMap<String, AttributeValue>) -> Item {
-    item.iter().map(|(k, v)| (k.clone(), from_aws(v))).collect()
 }
 
 const RETRYABLE_CODES: &[&str] = &[

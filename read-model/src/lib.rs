@@ -1,0 +1,18 @@
+//! The relational read model: `orders` / `orderitems` (the sample's names), tombstones, the report aggregates, the
+//! projection's positions, dead letters and backlogs, on PostgreSQL, MySQL or SQLite. `ReadModel` (`model`) applies
+//! batches of changes in one transaction each and answers the reports; below it, the pools and transactions
+//! (`db`), what differs per backend (`dialect`), RDS IAM tokens (`rds`), and the sockets' options (`sockets`).
+//! Read by the query side, written by the projector, migrated by the migrator; it knows nothing of where changes
+//! come from.
+
+pub mod db;
+pub mod dialect;
+pub mod model;
+pub mod rds;
+pub mod sockets;
+
+pub use dialect::Dialect;
+pub use model::{
+    Applied, Backlog, Cursor, DbRole, DeadLetter, DeadLetters, Epoch, Grouped, ItemPage, ItemQuery, ItemRow, ItemSort,
+    LoginAuth, MonthRow, PositionRow, ProjectedVersion, ProjectionError, ReadAt, ReadModel, Snapshot,
+};
