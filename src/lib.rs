@@ -5,124 +5,16 @@ pub mod bench;
 pub mod bench_lake;
 pub mod bench_projector;
 pub mod bench_reports;
+pub mod settings;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use read_model::{Dialect, ReadModel};
-use write_store::settings::{ConfigError, DEFAULT_DATA_DIR, Env, Opened, StoreSettings};
+use read_model::ReadModel;
+use write_store::settings::{OpenError, Opened, StoreSettings};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    pub store: StoreSettings,
-    pub command_api_addr: SocketAddr,
-    pub query_api_addr: SocketAddr,
-    pub read_model_url: String,
-    /// `READ_MODEL_READER_URL`: what the query API reads through (a user holding `orders_reader`, same database);
-    /// by default the projector's own `READ_MODEL_URL`.
-    pub read_model_reader_url: Option<String>,
-    /// `READ_MODEL_AUTH`: the URL's password (default) or RDS IAM tokens.
-    pub read_model_auth: read_model::rds::Auth,
-    /// `READ_MODEL_MAX_STATEMENT_BYTES`: the longest statement sent to MySQL (default 16,000, what RDS Proxy
-    /// passes without pinning the session; more for a MySQL without the proxy).
-    pub mysql_statement_limit: usize,
-    /// `READ_MODEL_STATEMENT_TIMEOUT_SECS` (default 30): how long one statement to the read model may take.
-    pub read_model_statement_timeout: std::time::Duration,
-    /// Where local state lives (`DATA_DIR`): the embedded store and, by default, the SQLite read model, the lake,
-    /// query records and results, and the notice outbox.
-    pub data_dir: PathBuf,
-    /// `LAKE_URL`: `s3://bucket/prefix` or a directory (default `DATA_DIR/lake`).
-    pub lake_url: String,
-    /// `LAKE_FLUSH_MS`: how often the local lake writer writes what has arrived (default 2000).
-    pub lake_flush: std::time::Duration,
-    /// `QUERY_ENGINE`: `embedded` (DataFusion over the lake, default) or `athena` (with its settings).
-    pub query_engine: QueryEngine,
-    /// `LAKE_DATABASE`, `RESULT_RETENTION_DAYS`, `NOTICE_LINK_TTL_SECS`, `NOTICE_ADDRESSES`.
-    pub adhoc: adhoc::CommonSettings,
-    /// `QUERY_TIMEOUT_SECS` (default 300), `QUERY_MEMORY_MB` (default 1024): the embedded engine's limits.
-    pub embedded_engine: adhoc_embedded::EmbeddedSettings,
-    /// `DEV_IDENTITY` / `DEV_EMAIL`: who every local caller of `/queries` is, and their registered address.
-    pub dev_identity: adhoc::Identity,
-    /// `PROJECTION_LAG_THRESHOLD_SECS` (default 60): past it, `/health` and `/projection/status` say `degraded`.
-    pub lag_threshold: std::time::Duration,
-}
-
-/// Which engine runs ad-hoc SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryEngine {
-    Embedded,
-    /// `ATHENA_WORKGROUP`, `QUERIES_TABLE`, `ATHENA_OUTPUT_LOCATION`, as the query Lambda reads them.
-    Athena(Box<adhoc::AthenaSettings>),
-}
-
-impl Settings {
-    pub fn from_env(env: &Env) -> Result<Settings, ConfigError> {
-        let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned()));
-        let url = |name: &'static str| match env.get(name) {
-            Some(url) if Dialect::from_url(&url).is_some() => Ok(Some(url)),
-            Some(url) => Err(ConfigError::Invalid {
-                name,
-                value: url,
-                reason: "expected sqlite:..., postgres://... or mysql://...".into(),
-            }),
-            None => Ok(None),
-        };
-        let read_model_url = url("READ_MODEL_URL")?
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("readmodel.db").display()));
-        let read_model_reader_url = url("READ_MODEL_READER_URL")?;
-        Ok(Settings {
-            store: StoreSettings::from_env(env)?,
-            command_api_addr: env.parse_or("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
-            query_api_addr: env.parse_or("QUERY_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3001)))?,
-            read_model_url,
-            read_model_reader_url,
-            read_model_auth: read_model::rds::Auth::parse(env.get("READ_MODEL_AUTH").as_deref()).map_err(|reason| {
-                ConfigError::Invalid {
-                    name: "READ_MODEL_AUTH",
-                    value: env.get("READ_MODEL_AUTH").unwrap_or_default(),
-                    reason,
-                }
-            })?,
-            mysql_statement_limit: {
-                let raw = env.get(read_model::dialect::MYSQL_STATEMENT_LIMIT_VAR);
-                read_model::dialect::parse_mysql_statement_limit(raw.as_deref()).map_err(ConfigError::Setting)?
-            },
-            read_model_statement_timeout: {
-                let raw = env.get(read_model::db::STATEMENT_TIMEOUT_VAR);
-                read_model::db::parse_statement_timeout(raw.as_deref()).map_err(ConfigError::Setting)?
-            },
-            lake_url: env.get("LAKE_URL").unwrap_or_else(|| data_dir.join("lake").display().to_string()),
-            lake_flush: std::time::Duration::from_millis(env.parse_or("LAKE_FLUSH_MS", 2_000u64)?),
-            query_engine: match env.get("QUERY_ENGINE").as_deref() {
-                None | Some("embedded") => QueryEngine::Embedded,
-                Some("athena") => QueryEngine::Athena(Box::new(
-                    adhoc::AthenaSettings::from_env(|name| env.get(name)).map_err(ConfigError::Setting)?,
-                )),
-                Some(other) => {
-                    return Err(ConfigError::Invalid {
-                        name: "QUERY_ENGINE",
-                        value: other.into(),
-                        reason: "expected embedded or athena".into(),
-                    });
-                }
-            },
-            adhoc: adhoc::CommonSettings::from_env(|name| env.get(name)).map_err(ConfigError::Setting)?,
-            embedded_engine: adhoc_embedded::EmbeddedSettings {
-                timeout: std::time::Duration::from_secs(env.parse_or("QUERY_TIMEOUT_SECS", 300u64)?),
-                memory_limit: env.parse_or("QUERY_MEMORY_MB", 1024usize)?.saturating_mul(1 << 20),
-                ..Default::default()
-            },
-            dev_identity: adhoc::Identity {
-                principal: env.get("DEV_IDENTITY").unwrap_or_else(|| "dev".to_owned()),
-                email: Some(env.get("DEV_EMAIL").unwrap_or_else(|| "dev@localhost".to_owned())),
-            },
-            lag_threshold: std::time::Duration::from_secs(env.parse_or("PROJECTION_LAG_THRESHOLD_SECS", 60u64)?),
-            data_dir,
-        })
-    }
-}
+pub use settings::{QueryEngine, RunnerArgs, Settings};
 
 /// Connects to the read model and applies its migrations (`orders migrate`, and every start of the runner).
 pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
@@ -131,11 +23,8 @@ pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| RunError::ReadModel(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let model = ReadModel::open(&settings.read_model_url, settings.read_model_auth)
-        .await
-        .map_err(|e| RunError::ReadModel(e.to_string()))?
-        .with_mysql_statement_limit(settings.mysql_statement_limit)
-        .with_statement_timeout(settings.read_model_statement_timeout);
+    let model =
+        settings.read_model.open(&settings.read_model_url).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
     model.migrate().await.map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_URL)")))?;
     Ok(model)
 }
@@ -143,7 +32,9 @@ pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Settings(#[from] clap::Error),
+    #[error(transparent)]
+    Open(#[from] OpenError),
     #[error("cannot listen on {addr} ({var}): {source}")]
     Bind { var: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
@@ -313,16 +204,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     };
     let reader = match &settings.read_model_reader_url {
         Some(url) => Arc::new(
-            ReadModel::open(url, settings.read_model_auth)
+            settings
+                .read_model
+                .open(url)
                 .await
-                .map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_READER_URL)")))?
-                .with_mysql_statement_limit(settings.mysql_statement_limit)
-                .with_statement_timeout(settings.read_model_statement_timeout),
+                .map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_READER_URL)")))?,
         ),
         None => model.clone(),
     };
     let adhoc = adhoc_queries(&settings, &lake, query_addr).await?;
-    let query_settings = query_api::Settings { lag_threshold: settings.lag_threshold, ..Default::default() };
+    let query_settings = settings.query_api.clone();
     let query_app = match &opened {
         Opened::Embedded(embedded) => {
             let feed = Arc::new(EmbeddedFeed(embedded.clone()));
@@ -452,18 +343,18 @@ pub async fn project(
             }
         }
         (Source::Dynamodb, _) => {
-            return Err(ConfigError::Missing {
-                name: "ORDERS_STORE",
-                hint: "--source dynamodb reads the stream of ORDERS_TABLE: set ORDERS_STORE=dynamodb and ORDERS_TABLE",
-            }
+            return Err(web::settings::missing(
+                "ORDERS_STORE",
+                "--source dynamodb reads the stream of ORDERS_TABLE: set ORDERS_STORE=dynamodb and ORDERS_TABLE",
+            )
             .into());
         }
         (Source::Embedded, _) => {
-            return Err(ConfigError::Invalid {
-                name: "ORDERS_STORE",
-                value: "dynamodb".into(),
-                reason: "--source embedded reads the embedded store: unset ORDERS_STORE or set it to embedded".into(),
-            }
+            return Err(web::settings::invalid(
+                "ORDERS_STORE",
+                "dynamodb",
+                "--source embedded reads the embedded store: unset ORDERS_STORE or set it to embedded",
+            )
             .into());
         }
     }
@@ -592,79 +483,49 @@ pub async fn rebuild(settings: Settings) -> Result<usize, RunError> {
     Ok(done)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// signal that arrives between "listening" and the first poll would otherwise take the
+/// default action and kill the process instead of shutting it down cleanly. Call it inside
+/// the runtime, before announcing the listeners.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let install = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, signal = name, "cannot listen for the signal");
+            None
+        }
+    };
+    let interrupt = install(SignalKind::interrupt(), "SIGINT");
+    let terminate = install(SignalKind::terminate(), "SIGTERM");
+    async move {
+        async fn recv(s: Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(interrupt) => {},
+            () = recv(terminate) => {},
+        }
+        tracing::info!("shutting down");
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_configuration_means_embedded_on_3000_and_3001() {
-        let s = Settings::from_env(&Env::from_pairs(&[])).unwrap();
-        assert_eq!(s.read_model_url, "sqlite://./data/readmodel.db?mode=rwc");
-        assert_eq!(s.command_api_addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(s.query_api_addr.to_string(), "127.0.0.1:3001");
-        assert!(matches!(s.store, StoreSettings::Embedded { .. }));
-    }
-
-    #[test]
-    fn the_query_side_reads_through_its_own_url_when_one_is_given() {
-        let s = Settings::from_env(&Env::from_pairs(&[])).unwrap();
-        assert_eq!(s.read_model_reader_url, None);
-        let reader = "postgres://reader@127.0.0.1:5432/orders";
-        let s = Settings::from_env(&Env::from_pairs(&[("READ_MODEL_READER_URL", reader)])).unwrap();
-        assert_eq!(s.read_model_reader_url.as_deref(), Some(reader));
-        let err = Settings::from_env(&Env::from_pairs(&[("READ_MODEL_READER_URL", "redis://x")])).unwrap_err();
-        assert!(err.to_string().starts_with("READ_MODEL_READER_URL="), "{err}");
-    }
-
-    #[test]
-    fn a_read_model_url_must_name_a_supported_database() {
-        let err = Settings::from_env(&Env::from_pairs(&[("READ_MODEL_URL", "oracle://x")])).unwrap_err();
-        assert!(err.to_string().starts_with("READ_MODEL_URL=\"oracle://x\" is invalid"), "{err}");
-    }
-
-    #[test]
-    fn statements_to_mysql_stay_within_what_rds_proxy_passes_unless_raised() {
-        let s = Settings::from_env(&Env::from_pairs(&[])).unwrap();
-        assert_eq!(s.mysql_statement_limit, 16_000);
-        let raised = Env::from_pairs(&[("READ_MODEL_MAX_STATEMENT_BYTES", "1048576")]);
-        assert_eq!(Settings::from_env(&raised).unwrap().mysql_statement_limit, 1_048_576);
-        let lowered = Env::from_pairs(&[("READ_MODEL_MAX_STATEMENT_BYTES", "4096")]);
-        let err = Settings::from_env(&lowered).unwrap_err();
-        assert!(err.to_string().starts_with("READ_MODEL_MAX_STATEMENT_BYTES=\"4096\": expected bytes"), "{err}");
-    }
-
-    #[test]
-    fn a_malformed_address_names_its_variable() {
-        let err = Settings::from_env(&Env::from_pairs(&[("QUERY_API_ADDR", "3001")])).unwrap_err();
-        assert!(err.to_string().starts_with("QUERY_API_ADDR=\"3001\" is invalid"), "{err}");
+        tracing::info!("shutting down");
     }
 }

@@ -4,18 +4,20 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use web::telemetry::{LogFormat, init};
-use write_store::settings::Env;
 
 #[derive(Parser)]
 #[command(name = "orders", about = "CQRS order system: local runner and tools", version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Every part's settings: each flag's variable (shown in brackets) sets it the same way.
+    #[command(flatten)]
+    settings: orders::RunnerArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the system (the default). Configured by environment variables; see the README.
+    /// Run the system (the default), configured by the variables below.
     Serve,
     /// Apply the read model's migrations to READ_MODEL_URL (the runner also does this at start).
     Migrate,
@@ -59,7 +61,7 @@ enum Bench {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = web::settings::parse().unwrap_or_else(|e| e.exit());
     if let Some(Command::AdhocWorker) = cli.command {
         return adhoc_embedded::worker::main();
     }
@@ -74,27 +76,27 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                let settings = orders::Settings::from_env(&Env::process())?;
+                let settings = orders::Settings::from_args(&cli.settings)?;
                 orders::run(settings, orders::shutdown_signal()).await.map_err(anyhow::Error::from)
             }
             Command::Migrate => {
-                let settings = orders::Settings::from_env(&Env::process())?;
+                let settings = orders::Settings::from_args(&cli.settings)?;
                 let model = orders::migrate(&settings).await?;
                 println!("read model migrated ({})", model.dialect().name());
                 Ok(())
             }
             Command::Project { source, once } => {
-                let settings = orders::Settings::from_env(&Env::process())?;
+                let settings = orders::Settings::from_args(&cli.settings)?;
                 orders::project(settings, source, once, orders::shutdown_signal()).await.map_err(anyhow::Error::from)
             }
             Command::Rebuild => {
-                let settings = orders::Settings::from_env(&Env::process())?;
+                let settings = orders::Settings::from_args(&cli.settings)?;
                 let count = orders::rebuild(settings).await?;
                 println!("rebuilt the read model from {count} orders");
                 Ok(())
             }
             Command::DeadLetters { retry } => {
-                let settings = orders::Settings::from_env(&Env::process())?;
+                let settings = orders::Settings::from_args(&cli.settings)?;
                 let left = orders::dead_letters(settings, retry).await?;
                 if retry {
                     println!("{left} change(s) still set aside");

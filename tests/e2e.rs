@@ -106,6 +106,10 @@ fn a_missing_or_malformed_variable_fails_start_up_naming_it() {
         (vec![("QUERY_API_ADDR", "3001")], "QUERY_API_ADDR"),
         (vec![("ORDERS_STORE", "postgres")], "ORDERS_STORE"),
         (vec![("ORDERS_STORE", "dynamodb")], "ORDERS_TABLE"),
+        // Blank counts as unset, for every variable.
+        (vec![("ORDERS_STORE", "dynamodb"), ("ORDERS_TABLE", " ")], "ORDERS_TABLE"),
+        (vec![("QUERY_ENGINE", "athena"), ("ATHENA_WORKGROUP", "")], "ATHENA_WORKGROUP"),
+        (vec![("READ_MODEL_MAX_STATEMENT_BYTES", "4096")], "READ_MODEL_MAX_STATEMENT_BYTES"),
         (vec![("READ_MODEL_AUTH", "kerberos")], "READ_MODEL_AUTH"),
         (
             vec![

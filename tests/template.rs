@@ -20,7 +20,7 @@ const UNSET_ON_PURPOSE: &[(&str, &str, &str)] = &[
     (
         "QueryNoticeFunction",
         "READ_MODEL_URL",
-        "projector is linked (through lake) for the change types; the notice function never opens the read model",
+        "read-model is linked for its table names; the notice function never opens the read model",
     ),
     ("QueryNoticeFunction", "READ_MODEL_AUTH", "as READ_MODEL_URL"),
     ("QueryNoticeFunction", "LAKE_URL", "lake is linked for its table names; only the lake writer opens the lake"),
@@ -36,18 +36,21 @@ const UNSET_ON_PURPOSE: &[(&str, &str, &str)] = &[
     (
         "LakeWriterFunction",
         "READ_MODEL_URL",
-        "projector is linked for the stream handler; the lake writer never opens the read model",
+        "read-model is linked with the change types; the lake writer never opens the read model",
     ),
     ("LakeWriterFunction", "READ_MODEL_AUTH", "as READ_MODEL_URL"),
     (
         "MigrateFunction",
         "READ_MODEL_URL",
-        "projector is linked for the migrations; the function connects as the owner through READ_MODEL_ADMIN_URL",
+        "read-model is linked for the migrations; the function connects as the owner through READ_MODEL_ADMIN_URL",
     ),
     ("MigrateFunction", "READ_MODEL_AUTH", "as READ_MODEL_URL: the owner signs in with the secret's password"),
     ("MigrateFunction", "READ_MODEL_STATEMENT_TIMEOUT_SECS", "as READ_MODEL_URL; migrations run without a limit"),
     ("LakeWriterFunction", "READ_MODEL_STATEMENT_TIMEOUT_SECS", "as READ_MODEL_URL"),
     ("QueryNoticeFunction", "READ_MODEL_STATEMENT_TIMEOUT_SECS", "as READ_MODEL_URL"),
+    ("QueryFunction", "READ_MODEL_MAX_STATEMENT_BYTES", "its default is what RDS Proxy passes without pinning"),
+    ("ProjectorFunction", "READ_MODEL_MAX_STATEMENT_BYTES", "its default is what RDS Proxy passes without pinning"),
+    ("MigrateFunction", "READ_MODEL_MAX_STATEMENT_BYTES", "as READ_MODEL_URL; migrations are the crate's own files"),
 ];
 
 /// (file, operation, the only caller): SDK operations in shared crates that no Lambda calls. The test checks that
@@ -216,7 +219,7 @@ fn sources(ws: &Workspace, binary: &str) -> Vec<(String, String)> {
 }
 
 fn env_reads(sources: &[(String, String)]) -> BTreeMap<String, String> {
-    let read = Regex::new(r#"\b(?:var|var_os|get|parse_or|number)\("([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)""#).unwrap();
+    let read = Regex::new(r#"(?:\b(?:var|var_os)\(|\benv\s*=\s*)"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)""#).unwrap();
     let mut out = BTreeMap::new();
     for (file, code) in sources {
         for c in read.captures_iter(code) {

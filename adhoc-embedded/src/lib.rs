@@ -52,6 +52,28 @@ impl Default for EmbeddedSettings {
     }
 }
 
+/// The embedded engine's limits, as the runner reads them.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct EmbeddedArgs {
+    /// How long one ad-hoc query may run, in seconds.
+    #[arg(long, env = "QUERY_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub query_timeout_secs: u64,
+    /// Memory one ad-hoc query may hold, in MiB.
+    #[arg(long, env = "QUERY_MEMORY_MB", default_value_t = 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=1 << 20))]
+    pub query_memory_mb: usize,
+}
+
+impl From<&EmbeddedArgs> for EmbeddedSettings {
+    fn from(args: &EmbeddedArgs) -> EmbeddedSettings {
+        EmbeddedSettings {
+            timeout: Duration::from_secs(args.query_timeout_secs),
+            memory_limit: args.query_memory_mb.saturating_mul(1 << 20),
+            ..Default::default()
+        }
+    }
+}
+
 struct Run {
     state: watch::Receiver<Execution>,
     task: tokio::task::AbortHandle,

@@ -271,13 +271,7 @@ impl Presign for S3Presign {
             match stores.get(bucket) {
                 Some(s) => s.clone(),
                 None => {
-                    let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-                    if let Some(endpoint) =
-                        std::env::var("AWS_ENDPOINT_URL_S3").ok().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-                    {
-                        builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
-                    }
-                    let s = Arc::new(builder.build().map_err(unavailable)?);
+                    let s = Arc::new(lake::s3_store(bucket).map_err(unavailable)?);
                     stores.insert(bucket.to_owned(), s.clone());
                     s
                 }

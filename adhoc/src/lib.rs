@@ -1,6 +1,6 @@
 //! Ad-hoc SQL over the orders lake: the guard every statement passes (`guard`), the engine trait (`engine`) and its
 //! Athena implementation (`athena`), query records (`records`), completion notices (`notice`), the service tying
-//! them together (`service`) and the `/queries` routes the query API mounts (`http`). The embedded engine
+//! them together (`service`), its settings (`settings`) and the `/queries` routes the query API mounts (`http`). The embedded engine
 //! (DataFusion) lives in `adhoc-embedded`, so that no Lambda links it.
 
 pub mod athena;
@@ -11,6 +11,7 @@ pub mod http;
 pub mod notice;
 pub mod records;
 pub mod service;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,28 +36,6 @@ pub struct CommonSettings {
     pub addresses: HashMap<String, String>,
 }
 
-impl CommonSettings {
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<CommonSettings, String> {
-        let number = |name: &str, default: u64| match get(name) {
-            None => Ok(default),
-            Some(raw) => raw.parse::<u64>().map_err(|_| format!("{name}={raw:?} is not a whole number")),
-        };
-        let retention = Duration::from_secs(number("RESULT_RETENTION_DAYS", 7)? * 86_400);
-        let link_lifetime = Duration::from_secs(number("NOTICE_LINK_TTL_SECS", 86_400)?).min(retention);
-        let addresses = match get("NOTICE_ADDRESSES") {
-            None => HashMap::new(),
-            Some(raw) => serde_json::from_str(&raw)
-                .map_err(|e| format!("NOTICE_ADDRESSES must be a JSON object of identity to address: {e}"))?,
-        };
-        Ok(CommonSettings {
-            database: get("LAKE_DATABASE").unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),
-            retention,
-            link_lifetime,
-            addresses,
-        })
-    }
-}
-
 /// The Athena deployment's settings: the common ones plus where queries run and where records live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AthenaSettings {
@@ -67,17 +46,6 @@ pub struct AthenaSettings {
     pub table: String,
     /// `ATHENA_OUTPUT_LOCATION`: where results go when the workgroup does not enforce it.
     pub output_location: Option<String>,
-}
-
-impl AthenaSettings {
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<AthenaSettings, String> {
-        Ok(AthenaSettings {
-            common: CommonSettings::from_env(&get)?,
-            workgroup: get("ATHENA_WORKGROUP").ok_or("ATHENA_WORKGROUP is not set (the Athena workgroup to run in)")?,
-            table: get("QUERIES_TABLE").ok_or("QUERIES_TABLE is not set (the DynamoDB table of query records)")?,
-            output_location: get("ATHENA_OUTPUT_LOCATION"),
-        })
-    }
 }
 
 /// The AWS wiring: Athena in the configured workgroup, records in DynamoDB. `mailer` is `None` in the query API

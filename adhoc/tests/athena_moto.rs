@@ -1,11 +1,11 @@
 //! The AWS path against moto: Athena (canned results injected through moto's API), query records in DynamoDB,
 //! presigned S3 download links and the SESv2 notice the notice Lambda sends, read back from moto.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use adhoc::http::{Queries, fixed_identity, routes};
-use adhoc::{AthenaSettings, Identity, athena_service};
+use adhoc::settings::AthenaLambdaArgs;
+use adhoc::{Identity, athena_service};
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use axum::body::Body;
@@ -127,13 +127,16 @@ async fn given_athena_when_a_query_is_submitted_polled_paged_and_downloaded_then
         http.post(format!("{endpoint}/moto-api/static/athena/query-results")).json(&canned).send().await.unwrap();
     assert!(injected.status().is_success());
 
-    let env: HashMap<&str, String> = HashMap::from([
+    let output = format!("s3://{bucket}/athena/");
+    let env = [
         ("ATHENA_WORKGROUP", workgroup.clone()),
         ("QUERIES_TABLE", table.clone()),
-        ("ATHENA_OUTPUT_LOCATION", format!("s3://{bucket}/athena/")),
+        ("ATHENA_OUTPUT_LOCATION", output),
         ("NOTICE_LINK_TTL_SECS", "900".to_owned()),
-    ]);
-    let service = athena_service(&config, &AthenaSettings::from_env(|k| env.get(k).cloned()).unwrap(), None);
+    ];
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args: AthenaLambdaArgs = web::settings::parse_pairs(&pairs).unwrap();
+    let service = athena_service(&config, &args.settings().unwrap(), None);
     let caller =
         Identity { principal: "arn:aws:iam::123456789012:user/ana".into(), email: Some("ana@example.com".into()) };
     let router = routes(Queries { service: Some(service.clone()), identify: fixed_identity(caller) });

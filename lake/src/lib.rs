@@ -86,6 +86,8 @@ pub fn current_view_query(table: &str) -> String {
 pub enum LakeError {
     #[error("LAKE_URL {0:?}: {1}")]
     Url(String, String),
+    #[error("LAKE_URL is not set (s3://bucket/prefix)")]
+    NoUrl,
     #[error("lake storage: {0}")]
     Store(#[from] object_store::Error),
     #[error("parquet: {0}")]
@@ -101,6 +103,35 @@ pub enum LakeError {
 pub struct Written {
     pub files: usize,
     pub rows: usize,
+}
+
+/// The lake writer's settings.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct LakeArgs {
+    /// The lake: s3://bucket/prefix or a directory (the runner's default: DATA_DIR/lake; the Lambda needs it).
+    #[arg(long, env = "LAKE_URL")]
+    pub lake_url: Option<String>,
+}
+
+impl LakeArgs {
+    /// `LAKE_URL`, which the Lambda must be given.
+    pub fn url(&self) -> Result<&str, LakeError> {
+        self.lake_url.as_deref().ok_or(LakeError::NoUrl)
+    }
+}
+
+/// A client for `bucket` configured as the AWS SDK configures itself: credentials and region from the standard
+/// `AWS_*` variables, and the endpoint from `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (moto locally), which
+/// object_store does not read on its own. These are AWS's variables, not this project's settings.
+pub fn s3_store(bucket: &str) -> Result<object_store::aws::AmazonS3, object_store::Error> {
+    let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()));
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
+    }
+    builder.build()
 }
 
 /// The lake: where it is and how to write to it.
@@ -126,13 +157,7 @@ impl Lake {
             if bucket.is_empty() {
                 return Err(LakeError::Url(url.into(), "no bucket".into()));
             }
-            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(endpoint) =
-                std::env::var("AWS_ENDPOINT_URL_S3").ok().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-            {
-                builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
-            }
-            let store = builder.build().map_err(|e| LakeError::Url(url.into(), e.to_string()))?;
+            let store = s3_store(bucket).map_err(|e| LakeError::Url(url.into(), e.to_string()))?;
             return Ok(Lake { store: Arc::new(store), root: Path::from(prefix), url: url.into() });
         }
         let dir = url.strip_prefix("file://").unwrap_or(url);

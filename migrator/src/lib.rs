@@ -26,55 +26,65 @@ pub enum MigratorError {
     Respond(String),
 }
 
-/// What the function is configured with (all from its environment).
-#[derive(Debug, Clone, PartialEq)]
+/// What the function is configured with (all from its environment). Read on every Create and Update, so that a
+/// missing or malformed setting answers FAILED with the reason rather than failing the function's start.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct Settings {
-    /// `READ_MODEL_ADMIN_URL`: the cluster's writer endpoint and database, without credentials
-    /// (`postgres://host:5432/orders?sslmode=require`, `mysql://host:3306/orders?ssl-mode=REQUIRED`).
+    /// The cluster's writer endpoint and database, without credentials
+    /// (postgres://host:5432/orders?sslmode=require, mysql://host:3306/orders?ssl-mode=REQUIRED).
+    #[arg(long = "read-model-admin-url", env = "READ_MODEL_ADMIN_URL", value_name = "READ_MODEL_ADMIN_URL",
+          value_parser = admin_url)]
     pub admin_url: url::Url,
-    /// `READ_MODEL_ADMIN_SECRET_ARN`: the owner's credentials (`{"username": .., "password": ..}`), as RDS keeps
-    /// the master user's.
+    /// The owner's credentials ({"username": .., "password": ..}), as RDS keeps the master user's.
+    #[arg(
+        long = "read-model-admin-secret-arn",
+        env = "READ_MODEL_ADMIN_SECRET_ARN",
+        value_name = "READ_MODEL_ADMIN_SECRET_ARN"
+    )]
     pub secret_arn: String,
-    /// `READ_MODEL_WRITER_USER`: the projector's login (role `orders_writer`).
+    /// The projector's login (role orders_writer).
+    #[arg(long = "read-model-writer-user", env = "READ_MODEL_WRITER_USER", value_name = "READ_MODEL_WRITER_USER")]
     pub writer_user: String,
-    /// `READ_MODEL_READER_USER`: the query API's login (role `orders_reader`).
+    /// The query API's login (role orders_reader).
+    #[arg(long = "read-model-reader-user", env = "READ_MODEL_READER_USER", value_name = "READ_MODEL_READER_USER")]
     pub reader_user: String,
-    /// `READ_MODEL_LOGINS`: `iam` (default: create RDS IAM logins) or `existing` (grant roles to existing logins).
+    /// `iam` (create RDS IAM logins) or `existing` (grant the roles to logins that exist).
+    #[arg(
+        long = "read-model-logins",
+        env = "READ_MODEL_LOGINS",
+        value_name = "READ_MODEL_LOGINS",
+        value_enum,
+        default_value = "iam"
+    )]
     pub logins: LoginAuth,
 }
 
 impl Settings {
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, MigratorError> {
-        let var = |name: &str| {
-            get(name).filter(|v| !v.is_empty()).ok_or_else(|| MigratorError::Config(format!("{name} is not set")))
-        };
-        let raw = var("READ_MODEL_ADMIN_URL")?;
-        let admin_url =
-            url::Url::parse(&raw).map_err(|e| MigratorError::Config(format!("READ_MODEL_ADMIN_URL: {e}")))?;
-        if !admin_url.username().is_empty() || admin_url.password().is_some() {
-            return Err(MigratorError::Config(
-                "READ_MODEL_ADMIN_URL must not hold credentials; they come from READ_MODEL_ADMIN_SECRET_ARN".into(),
-            ));
-        }
-        let logins = match get("READ_MODEL_LOGINS").as_deref() {
-            None | Some("") | Some("iam") => LoginAuth::RdsIam,
-            Some("existing") => LoginAuth::Existing,
-            Some(other) => {
-                return Err(MigratorError::Config(format!("READ_MODEL_LOGINS must be iam or existing, not {other:?}")));
-            }
-        };
-        let settings = Settings {
-            admin_url,
-            secret_arn: var("READ_MODEL_ADMIN_SECRET_ARN")?,
-            writer_user: var("READ_MODEL_WRITER_USER")?,
-            reader_user: var("READ_MODEL_READER_USER")?,
-            logins,
-        };
+    /// From the process's environment.
+    pub fn from_env() -> Result<Settings, MigratorError> {
+        Settings::checked(web::settings::parse_args())
+    }
+
+    /// From `pairs`, as if they were the whole environment.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Settings, MigratorError> {
+        Settings::checked(web::settings::parse_pairs(pairs))
+    }
+
+    fn checked(parsed: Result<Settings, clap::Error>) -> Result<Settings, MigratorError> {
+        let settings = parsed.map_err(|e| MigratorError::Config(web::settings::message(&e)))?;
         if settings.writer_user == settings.reader_user {
             return Err(MigratorError::Config("READ_MODEL_WRITER_USER and READ_MODEL_READER_USER must differ".into()));
         }
         Ok(settings)
     }
+}
+
+fn admin_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("it must not hold credentials; they come from READ_MODEL_ADMIN_SECRET_ARN".into());
+    }
+    Ok(url)
 }
 
 /// The owner's credentials as RDS stores them in Secrets Manager.
@@ -157,11 +167,8 @@ pub async fn migrate(
 }
 
 /// The whole run of one Create or Update: settings, the owner's secret, the migrations and the logins.
-pub async fn run_from_env(
-    get: impl Fn(&str) -> Option<String>,
-    secrets: &aws_sdk_secretsmanager::Client,
-) -> Result<Migrated, MigratorError> {
-    let settings = Settings::from_env(get)?;
+pub async fn run_from_env(secrets: &aws_sdk_secretsmanager::Client) -> Result<Migrated, MigratorError> {
+    let settings = Settings::from_env()?;
     let credentials = owner_credentials(secrets, &settings.secret_arn).await?;
     let url = owner_url(&settings.admin_url, &credentials)?;
     tracing::info!(endpoint = %settings.admin_url, owner = %credentials.username, "migrating the read model");
@@ -180,11 +187,6 @@ pub const RESPONSE_MARGIN: Duration = Duration::from_secs(10);
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        move |k| map.get(k).cloned()
-    }
-
     const FULL: [(&str, &str); 4] = [
         ("READ_MODEL_ADMIN_URL", "postgres://cluster.example:5432/orders?sslmode=require"),
         ("READ_MODEL_ADMIN_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:1:secret:rds!cluster-x"),
@@ -194,27 +196,27 @@ mod tests {
 
     #[test]
     fn given_the_environment_then_settings_default_to_iam_logins_and_refuse_what_cannot_work() {
-        let s = Settings::from_env(env(&FULL)).unwrap();
+        let s = Settings::from_pairs(&FULL).unwrap();
         assert_eq!(s.logins, LoginAuth::RdsIam);
         assert_eq!(s.writer_user, "orders_projector");
 
         for missing in FULL.map(|(k, _)| k) {
             let rest: Vec<_> = FULL.iter().copied().filter(|(k, _)| *k != missing).collect();
-            let err = Settings::from_env(env(&rest)).unwrap_err().to_string();
+            let err = Settings::from_pairs(&rest).unwrap_err().to_string();
             assert!(err.contains(missing), "{err}");
         }
         let mut with_password = FULL.to_vec();
         with_password[0].1 = "postgres://owner:pw@cluster.example:5432/orders";
-        assert!(Settings::from_env(env(&with_password)).unwrap_err().to_string().contains("credentials"));
+        assert!(Settings::from_pairs(&with_password).unwrap_err().to_string().contains("credentials"));
         let mut same = FULL.to_vec();
         same[3].1 = "orders_projector";
-        assert!(Settings::from_env(env(&same)).unwrap_err().to_string().contains("differ"));
+        assert!(Settings::from_pairs(&same).unwrap_err().to_string().contains("differ"));
         let mut existing = FULL.to_vec();
         existing.push(("READ_MODEL_LOGINS", "existing"));
-        assert_eq!(Settings::from_env(env(&existing)).unwrap().logins, LoginAuth::Existing);
+        assert_eq!(Settings::from_pairs(&existing).unwrap().logins, LoginAuth::Existing);
         let mut bad = FULL.to_vec();
         bad.push(("READ_MODEL_LOGINS", "password"));
-        assert!(Settings::from_env(env(&bad)).is_err());
+        assert!(Settings::from_pairs(&bad).is_err());
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -20,6 +19,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::error::QueryError;
+use crate::settings::Settings;
 use crate::status::{FeedWatch, RecordedBacklogs};
 use web::envelope::{ErrorBody, ErrorDetail, FieldError};
 
@@ -30,29 +30,6 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MAX_LIMIT: usize = 1_000;
 /// The header naming the projection positions an answer was read at.
 pub const POSITION_HEADER: &str = "x-projection-position";
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// How long a request with `consistentWith` waits for the projection before answering 503.
-    pub consistency_wait: Duration,
-    /// How often it looks again meanwhile.
-    pub poll_every: Duration,
-    /// Report answers kept in memory, each valid for one read-model epoch (0: none kept).
-    pub cache_entries: usize,
-    /// A source whose oldest waiting change is older than this makes the projection `degraded`.
-    pub lag_threshold: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            consistency_wait: Duration::from_secs(5),
-            poll_every: Duration::from_millis(10),
-            cache_entries: 32,
-            lag_threshold: crate::status::LAG_THRESHOLD,
-        }
-    }
-}
 
 #[derive(Clone)]
 pub(crate) struct AppState {

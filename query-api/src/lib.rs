@@ -8,8 +8,10 @@
 
 pub mod error;
 pub mod http;
+pub mod settings;
 pub mod status;
 
 pub use error::QueryError;
-pub use http::{Settings, app, app_watching, app_with_queries, openapi};
+pub use http::{app, app_watching, app_with_queries, openapi};
+pub use settings::Settings;
 pub use status::{FeedBacklog, FeedWatch};

@@ -486,20 +486,6 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one statement may take by default (`Pool::with_statement_timeout`).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The variable that sets it, in whole seconds.
-pub const STATEMENT_TIMEOUT_VAR: &str = "READ_MODEL_STATEMENT_TIMEOUT_SECS";
-
-/// `READ_MODEL_STATEMENT_TIMEOUT_SECS` as given (unset or empty: the default).
-pub fn parse_statement_timeout(raw: Option<&str>) -> Result<Duration, String> {
-    match raw.map(str::trim).filter(|r| !r.is_empty()) {
-        None => Ok(STATEMENT_TIMEOUT),
-        Some(raw) => match raw.parse::<u64>() {
-            Ok(secs) if secs >= 1 => Ok(Duration::from_secs(secs)),
-            _ => Err(format!("{STATEMENT_TIMEOUT_VAR}={raw:?}: expected whole seconds, 1 or more")),
-        },
-    }
-}
-
 /// What every pool shares: a bounded wait for a connection, and idle ones closed before RDS Proxy closes them.
 fn pool_options<DB: Database>() -> PoolOptions<DB> {
     PoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT).idle_timeout(Some(Duration::from_secs(120)))

@@ -290,28 +290,6 @@ pub struct RowSet {
 /// written in. Multi-row statements and id lists are cut to fit; what does not fit is logged (`db`).
 pub const MYSQL_STATEMENT_LIMIT: usize = 16_000;
 
-/// The setting that raises `MYSQL_STATEMENT_LIMIT` for a MySQL with no RDS Proxy in front of it.
-pub const MYSQL_STATEMENT_LIMIT_VAR: &str = "READ_MODEL_MAX_STATEMENT_BYTES";
-
-/// The longest statement `MYSQL_STATEMENT_LIMIT_VAR` may allow: MariaDB's default `max_allowed_packet` (a batch's
-/// statements stay far below it anyway: at most `CHUNK` rows each).
-const MYSQL_STATEMENT_LIMIT_MAX: usize = 16 * 1024 * 1024;
-
-/// `MYSQL_STATEMENT_LIMIT_VAR`'s value: unset or empty, `MYSQL_STATEMENT_LIMIT`; else a byte count from there to
-/// 16 MiB.
-pub fn parse_mysql_statement_limit(raw: Option<&str>) -> Result<usize, String> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
-        return Ok(MYSQL_STATEMENT_LIMIT);
-    };
-    match raw.parse::<usize>() {
-        Ok(bytes @ MYSQL_STATEMENT_LIMIT..=MYSQL_STATEMENT_LIMIT_MAX) => Ok(bytes),
-        _ => Err(format!(
-            "{MYSQL_STATEMENT_LIMIT_VAR}={raw:?}: expected bytes from {MYSQL_STATEMENT_LIMIT} (what RDS Proxy passes \
-             without pinning, the default) to {MYSQL_STATEMENT_LIMIT_MAX}"
-        )),
-    }
-}
-
 /// Appends `value` as a MySQL literal that cannot carry SQL whatever the session's `sql_mode`: text as
 /// `push_mysql_text` writes it, integers and decimals as Rust formats them (digits, sign, point), times as
 /// `time_value` writes them (digits and separators), quoted.
@@ -605,18 +583,6 @@ mod tests {
             let mut sql = String::new();
             push_mysql_text(&mut sql, text);
             assert_eq!(sql.len(), mysql_text_len(text), "{text:?}");
-        }
-    }
-
-    #[test]
-    fn the_mysql_statement_limit_defaults_to_what_rds_proxy_passes_and_may_only_be_raised() {
-        assert_eq!(parse_mysql_statement_limit(None), Ok(MYSQL_STATEMENT_LIMIT));
-        assert_eq!(parse_mysql_statement_limit(Some(" ")), Ok(MYSQL_STATEMENT_LIMIT));
-        assert_eq!(parse_mysql_statement_limit(Some("1048576")), Ok(1_048_576));
-        assert_eq!(parse_mysql_statement_limit(Some("16000")), Ok(16_000));
-        for bad in ["15999", "0", "-1", "1MB", "16777217"] {
-            let err = parse_mysql_statement_limit(Some(bad)).unwrap_err();
-            assert!(err.starts_with("READ_MODEL_MAX_STATEMENT_BYTES="), "{bad}: {err}");
         }
     }
 

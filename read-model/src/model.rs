@@ -395,23 +395,6 @@ impl ReadModel {
         }
     }
 
-    /// The read model a Lambda function is configured with: `READ_MODEL_URL`, `READ_MODEL_AUTH` (`password` by
-    /// default, or `iam`), `READ_MODEL_MAX_STATEMENT_BYTES` (MySQL) and `READ_MODEL_STATEMENT_TIMEOUT_SECS`.
-    pub async fn from_env() -> Result<ReadModel> {
-        let url =
-            std::env::var("READ_MODEL_URL").map_err(|_| ProjectionError::Config("READ_MODEL_URL is not set".into()))?;
-        let auth = crate::rds::Auth::parse(std::env::var("READ_MODEL_AUTH").ok().as_deref())
-            .map_err(ProjectionError::Config)?;
-        let limit = crate::dialect::parse_mysql_statement_limit(
-            std::env::var(crate::dialect::MYSQL_STATEMENT_LIMIT_VAR).ok().as_deref(),
-        )
-        .map_err(ProjectionError::Config)?;
-        let timeout =
-            crate::db::parse_statement_timeout(std::env::var("READ_MODEL_STATEMENT_TIMEOUT_SECS").ok().as_deref())
-                .map_err(ProjectionError::Config)?;
-        Ok(ReadModel::open(&url, auth).await?.with_mysql_statement_limit(limit).with_statement_timeout(timeout))
-    }
-
     /// A pool for `url` whose password is an RDS IAM token (Aurora through RDS Proxy), replaced by a fresh one
     /// every ten minutes for the connections the pool opens from then on.
     pub async fn connect_iam(url: &str, iam: crate::rds::IamAuth) -> Result<ReadModel> {

@@ -84,20 +84,12 @@ pub fn check_url(url: &url::Url, dialect: Dialect) -> Result<(), String> {
 }
 
 /// How the read model authenticates: the password in `READ_MODEL_URL`, or an RDS IAM token (`READ_MODEL_AUTH`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Auth {
+    /// The password in `READ_MODEL_URL`.
     Password,
+    /// RDS IAM tokens from the process's AWS credentials and region.
     Iam,
-}
-
-impl Auth {
-    pub fn parse(raw: Option<&str>) -> Result<Auth, String> {
-        match raw.map(str::trim) {
-            None | Some("" | "password") => Ok(Auth::Password),
-            Some("iam") => Ok(Auth::Iam),
-            Some(other) => Err(format!("READ_MODEL_AUTH={other:?} is invalid: expected `password` or `iam`")),
-        }
-    }
 }
 
 /// `url` with a fresh token as its password.

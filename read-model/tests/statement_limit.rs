@@ -6,13 +6,13 @@
 use test_support::databases::*;
 
 use read_model::ReadModel;
-use read_model::dialect::{MYSQL_STATEMENT_LIMIT, parse_mysql_statement_limit};
+use read_model::dialect::MYSQL_STATEMENT_LIMIT;
 
 #[tokio::test]
 async fn given_a_raised_statement_limit_on_mariadb_then_batches_go_out_in_longer_statements_with_the_same_result() {
     // Given a read model on MariaDB whose statements may grow to 1 MiB, as READ_MODEL_MAX_STATEMENT_BYTES allows.
     let db = fresh(Backend::MariaDb).await;
-    let limit = parse_mysql_statement_limit(Some("1048576")).unwrap();
+    let limit = 1_048_576;
     let model = ReadModel::connect(&db.url).unwrap().with_mysql_statement_limit(limit);
     let (history, first) = long_id_history();
 

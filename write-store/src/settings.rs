@@ -1,8 +1,6 @@
-//! Settings from environment variables (the same names locally and on Lambda). A missing or malformed variable is
-//! an error that names it.
+//! The write store's settings (the same variables locally and on Lambda) and opening the store they name.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::OrderStore;
@@ -10,52 +8,60 @@ use crate::dynamodb::DynamoDbStore;
 use crate::embedded::{EmbeddedOptions, EmbeddedStore};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum OpenError {
     #[error("{name} is not set: {hint}")]
     Missing { name: &'static str, hint: &'static str },
-    #[error("{name}={value:?} is invalid: {reason}")]
-    Invalid { name: &'static str, value: String, reason: String },
     #[error("{0}")]
     Open(String),
-    /// A setting's own explanation, naming the variable.
-    #[error("{0}")]
-    Setting(String),
 }
 
-/// A view of the environment; tests pass a map instead of the process environment.
-type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub const DEFAULT_DATA_DIR: &str = "./data";
 
-pub struct Env(Lookup);
+/// Where orders are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// SQLite under `DATA_DIR`, with its change log.
+    Embedded,
+    /// The DynamoDB table `ORDERS_TABLE` (region, endpoint and credentials from the usual AWS variables).
+    Dynamodb,
+}
 
-impl Env {
-    pub fn process() -> Env {
-        Env(Box::new(|name| std::env::var(name).ok()))
-    }
+/// The write store's variables, as the runner and the command Lambda read them.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct StoreArgs {
+    /// Where orders are kept: `embedded` or `dynamodb`.
+    #[arg(long, env = "ORDERS_STORE", value_enum, default_value = "embedded")]
+    pub orders_store: StoreKind,
+    /// The DynamoDB table of orders (with ORDERS_STORE=dynamodb).
+    #[arg(
+        long,
+        env = "ORDERS_TABLE",
+        value_parser = table_name,
+        required_if_eq("orders_store", "dynamodb")
+    )]
+    pub orders_table: Option<String>,
+    /// Where local state lives: the embedded store and, by default, the SQLite read model, the lake, query records
+    /// and results, and the notice outbox.
+    #[arg(long, env = "DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
 
-    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
-        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        Env(Box::new(move |name| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())))
-    }
-
-    /// The variable's value; set-but-empty counts as unset.
-    pub fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name).filter(|v| !v.trim().is_empty())
-    }
-
-    pub fn parse_or<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.get(name) {
-            None => Ok(default),
-            Some(value) => {
-                value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string(), value })
-            }
+impl StoreArgs {
+    pub fn settings(&self) -> StoreSettings {
+        match (self.orders_store, &self.orders_table) {
+            (StoreKind::Dynamodb, Some(table)) => StoreSettings::DynamoDb { table: table.clone() },
+            // clap requires ORDERS_TABLE with ORDERS_STORE=dynamodb; an empty name is refused when opened.
+            (StoreKind::Dynamodb, None) => StoreSettings::DynamoDb { table: String::new() },
+            (StoreKind::Embedded, _) => StoreSettings::Embedded { data_dir: self.data_dir.clone() },
         }
     }
 }
 
-pub const DEFAULT_DATA_DIR: &str = "./data";
+fn table_name(raw: &str) -> Result<String, String> {
+    let ok = (3..=255).contains(&raw.len())
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok { Ok(raw.to_owned()) } else { Err("a DynamoDB table name is 3-255 characters of A-Z a-z 0-9 _ - .".into()) }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
@@ -64,57 +70,32 @@ pub enum StoreSettings {
 }
 
 impl StoreSettings {
-    /// `ORDERS_STORE` = `embedded` (default; state in `DATA_DIR`, default `./data`) or `dynamodb` (needs
-    /// `ORDERS_TABLE`; endpoint, region and credentials come from the usual AWS variables, e.g. `AWS_ENDPOINT_URL`).
-    pub fn from_env(env: &Env) -> Result<StoreSettings, ConfigError> {
-        let kind = env.get("ORDERS_STORE").unwrap_or_else(|| "embedded".to_owned());
-        match kind.trim() {
-            "embedded" => Ok(StoreSettings::Embedded {
-                data_dir: PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())),
-            }),
-            "dynamodb" => {
-                let table = env.get("ORDERS_TABLE").ok_or(ConfigError::Missing {
-                    name: "ORDERS_TABLE",
-                    hint: "ORDERS_STORE=dynamodb needs the orders table's name",
-                })?;
-                if !table.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) || table.len() < 3
-                {
-                    return Err(ConfigError::Invalid {
-                        name: "ORDERS_TABLE",
-                        value: table,
-                        reason: "a DynamoDB table name is 3-255 characters of A-Z a-z 0-9 _ - .".into(),
-                    });
-                }
-                Ok(StoreSettings::DynamoDb { table })
-            }
-            _ => Err(ConfigError::Invalid {
-                name: "ORDERS_STORE",
-                value: kind,
-                reason: "expected `embedded` or `dynamodb`".into(),
-            }),
-        }
-    }
-
-    pub async fn open(&self) -> Result<Arc<dyn OrderStore>, ConfigError> {
+    pub async fn open(&self) -> Result<Arc<dyn OrderStore>, OpenError> {
         Ok(self.open_typed().await?.store())
     }
 
     /// The store with its concrete type, for callers that also need its change feed (the local runner).
-    pub async fn open_typed(&self) -> Result<Opened, ConfigError> {
+    pub async fn open_typed(&self) -> Result<Opened, OpenError> {
         match self {
             StoreSettings::Embedded { data_dir } => {
                 std::fs::create_dir_all(data_dir)
-                    .map_err(|e| ConfigError::Open(format!("cannot create DATA_DIR {}: {e}", data_dir.display())))?;
+                    .map_err(|e| OpenError::Open(format!("cannot create DATA_DIR {}: {e}", data_dir.display())))?;
                 let store =
                     EmbeddedStore::open(&data_dir.join("orders.db"), EmbeddedOptions::default()).map_err(|e| {
-                        ConfigError::Open(format!("cannot open the embedded store in {}: {e}", data_dir.display()))
+                        OpenError::Open(format!("cannot open the embedded store in {}: {e}", data_dir.display()))
                     })?;
                 Ok(Opened::Embedded(Arc::new(store)))
             }
             StoreSettings::DynamoDb { table } => {
+                if table.is_empty() {
+                    return Err(OpenError::Missing {
+                        name: "ORDERS_TABLE",
+                        hint: "ORDERS_STORE=dynamodb needs the table's name",
+                    });
+                }
                 let config = aws_config::load_from_env().await;
                 if config.region().is_none() {
-                    return Err(ConfigError::Missing {
+                    return Err(OpenError::Missing {
                         name: "AWS_REGION",
                         hint: "ORDERS_STORE=dynamodb needs a region",
                     });
@@ -142,33 +123,38 @@ impl Opened {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    #[test]
-    fn defaults_to_the_embedded_store_under_data() {
-        assert_eq!(
-            StoreSettings::from_env(&Env::from_pairs(&[])).unwrap(),
-            StoreSettings::Embedded { data_dir: PathBuf::from("./data") }
-        );
+    #[derive(Debug, Parser)]
+    struct Settings {
+        #[command(flatten)]
+        store: StoreArgs,
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<StoreSettings, String> {
+        let mut args = vec!["store".to_owned()];
+        for (name, value) in pairs {
+            args.push(format!("--{}={value}", name.to_lowercase().replace('_', "-")));
+        }
+        Settings::try_parse_from(args).map(|s| s.store.settings()).map_err(|e| e.to_string())
     }
 
     #[test]
-    fn dynamodb_needs_a_table_and_errors_name_the_variable() {
-        let err = StoreSettings::from_env(&Env::from_pairs(&[("ORDERS_STORE", "dynamodb")])).unwrap_err();
-        assert!(err.to_string().contains("ORDERS_TABLE"), "{err}");
-        let err = StoreSettings::from_env(&Env::from_pairs(&[("ORDERS_STORE", "dynamo")])).unwrap_err();
-        assert!(err.to_string().starts_with("ORDERS_STORE=\"dynamo\" is invalid"), "{err}");
+    fn given_nothing_then_the_embedded_store_under_data() {
+        assert_eq!(parse(&[]).unwrap(), StoreSettings::Embedded { data_dir: PathBuf::from("./data") });
+    }
+
+    #[test]
+    fn given_dynamodb_then_it_needs_a_table_and_errors_name_the_variable() {
+        let err = parse(&[("ORDERS_STORE", "dynamodb")]).unwrap_err();
+        assert!(err.contains("ORDERS_TABLE"), "{err}");
+        let err = parse(&[("ORDERS_STORE", "dynamo")]).unwrap_err();
+        assert!(err.contains("ORDERS_STORE") && err.contains("dynamo"), "{err}");
+        let err = parse(&[("ORDERS_STORE", "dynamodb"), ("ORDERS_TABLE", "o!")]).unwrap_err();
+        assert!(err.contains("ORDERS_TABLE") && err.contains("3-255"), "{err}");
         assert_eq!(
-            StoreSettings::from_env(&Env::from_pairs(&[("ORDERS_STORE", "dynamodb"), ("ORDERS_TABLE", "orders")]))
-                .unwrap(),
+            parse(&[("ORDERS_STORE", "dynamodb"), ("ORDERS_TABLE", "orders")]).unwrap(),
             StoreSettings::DynamoDb { table: "orders".into() }
         );
-    }
-
-    #[test]
-    fn parse_or_names_the_variable_and_value() {
-        let env = Env::from_pairs(&[("COMMAND_API_ADDR", "localhost:x")]);
-        let err =
-            env.parse_or::<std::net::SocketAddr>("COMMAND_API_ADDR", "127.0.0.1:3000".parse().unwrap()).unwrap_err();
-        assert!(err.to_string().starts_with("COMMAND_API_ADDR=\"localhost:x\" is invalid"), "{err}");
     }
 }

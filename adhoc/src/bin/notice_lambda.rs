@@ -5,14 +5,23 @@
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
+#[derive(clap::Args)]
+struct Settings {
+    /// The SES identity notices come from.
+    #[arg(long, env = "NOTICE_SENDER")]
+    notice_sender: String,
+    #[command(flatten)]
+    athena: adhoc::settings::AthenaLambdaArgs,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     web::telemetry::init(web::telemetry::LogFormat::Json);
+    let settings: Settings = web::settings::parse_args().unwrap_or_else(|e| e.exit());
+    let athena = settings.athena.settings().unwrap_or_else(|e| e.exit());
     let config = aws_config::load_from_env().await;
-    let get = |name: &str| std::env::var(name).ok();
-    let sender = get("NOTICE_SENDER").ok_or("NOTICE_SENDER is not set (the SES identity notices come from)")?;
-    let mailer = adhoc::notice::Ses::new(aws_sdk_sesv2::Client::new(&config), sender);
-    let service = adhoc::athena_service(&config, &adhoc::AthenaSettings::from_env(get)?, None);
+    let mailer = adhoc::notice::Ses::new(aws_sdk_sesv2::Client::new(&config), settings.notice_sender);
+    let service = adhoc::athena_service(&config, &athena, None);
     let (service, mailer) = (&service, &mailer);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         adhoc::service::on_state_change(service, mailer, &event.payload).await.map_err(|e| e.to_string())

@@ -8,8 +8,8 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     web::telemetry::init(web::telemetry::LogFormat::Json);
-    let url = std::env::var("LAKE_URL").map_err(|_| "LAKE_URL is not set (s3://bucket/prefix)")?;
-    let sink = lake::sink::LakeSink { lake: lake::Lake::open(&url)?, positions: false };
+    let settings: lake::LakeArgs = web::settings::parse_args().unwrap_or_else(|e| e.exit());
+    let sink = lake::sink::LakeSink { lake: lake::Lake::open(settings.url()?)?, positions: false };
     let sink = &sink;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         change_feed::lambda::handle(sink, &event.payload).await

@@ -18,7 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let request = migrator::request(event.payload)?;
         let work = || async {
-            let migrated = migrator::run_from_env(|k| std::env::var(k).ok(), secrets).await?;
+            let migrated = migrator::run_from_env(secrets).await?;
             Ok(migrated.data())
         };
         let response = migrator::custom_resource::handle(

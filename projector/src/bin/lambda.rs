@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use projector::ReadModelSink;
-use read_model::ReadModel;
+use read_model::settings::ReadModelArgs;
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     web::telemetry::init(web::telemetry::LogFormat::Json);
-    let sink = ReadModelSink(Arc::new(ReadModel::from_env().await?));
+    let settings: ReadModelArgs = web::settings::parse_args().unwrap_or_else(|e| e.exit());
+    let sink = ReadModelSink(Arc::new(settings.open(settings.url()?).await?));
     let sink = &sink;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         change_feed::lambda::handle(sink, &event.payload).await

@@ -5,25 +5,25 @@
 
 use std::sync::Arc;
 
-use read_model::ReadModel;
+#[derive(clap::Args)]
+struct Settings {
+    #[command(flatten)]
+    read_model: read_model::settings::ReadModelArgs,
+    #[command(flatten)]
+    athena: adhoc::settings::AthenaLambdaArgs,
+    #[command(flatten)]
+    api: query_api::settings::QueryApiArgs,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     web::telemetry::init(web::telemetry::LogFormat::Json);
-    let model = Arc::new(ReadModel::from_env().await?);
+    let settings: Settings = web::settings::parse_args().unwrap_or_else(|e| e.exit());
+    let athena = settings.athena.settings().unwrap_or_else(|e| e.exit());
+    let model = Arc::new(settings.read_model.open(settings.read_model.url()?).await?);
     let config = aws_config::load_from_env().await;
-    let settings = adhoc::AthenaSettings::from_env(|name| std::env::var(name).ok())?;
-    let service = adhoc::athena_service(&config, &settings, None);
-    let queries = adhoc::http::Queries {
-        service: Some(service),
-        identify: adhoc::http::authorizer_identity(settings.common.addresses),
-    };
-    let lag_threshold = match std::env::var("PROJECTION_LAG_THRESHOLD_SECS").ok().filter(|v| !v.is_empty()) {
-        Some(raw) => std::time::Duration::from_secs(
-            raw.parse().map_err(|e| format!("PROJECTION_LAG_THRESHOLD_SECS={raw:?}: expected whole seconds ({e})"))?,
-        ),
-        None => query_api::status::LAG_THRESHOLD,
-    };
-    let settings = query_api::Settings { lag_threshold, ..Default::default() };
-    lambda_http::run(query_api::app_with_queries(model, settings, queries)).await
+    let service = adhoc::athena_service(&config, &athena, None);
+    let identify = adhoc::http::authorizer_identity(athena.common.addresses);
+    let queries = adhoc::http::Queries { service: Some(service), identify };
+    lambda_http::run(query_api::app_with_queries(model, (&settings.api).into(), queries)).await
 }

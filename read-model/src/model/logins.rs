@@ -22,10 +22,11 @@ impl DbRole {
 }
 
 /// How a login proves who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LoginAuth {
     /// RDS IAM tokens (PostgreSQL: member of `rds_iam`; MySQL: `AWSAuthenticationPlugin`), created if missing.
     /// Fails on a server that is not RDS or Aurora, saying so, rather than creating a login nobody can use.
+    #[value(name = "iam")]
     RdsIam,
     /// The login exists already, with credentials managed elsewhere: only the role is granted.
     Existing,
