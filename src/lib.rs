@@ -1,10 +1,6 @@
 //! The local runner: with no configuration, the whole system in one process with its state under `./data`.
 //! Each part is chosen by configuration (the same variables the Lambdas read); see the README's table.
 
-pub mod bench;
-pub mod bench_lake;
-pub mod bench_projector;
-pub mod bench_reports;
 pub mod settings;
 
 use std::future::Future;

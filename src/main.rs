@@ -1,4 +1,4 @@
-//! `orders`: runs the whole system locally (`cargo run`), or a benchmark (`orders bench`).
+//! `orders`: runs the whole system locally (`cargo run`), and its tools (migrate, project, rebuild, dead letters).
 
 use std::process::ExitCode;
 
@@ -37,27 +37,9 @@ enum Command {
         #[arg(long)]
         retry: bool,
     },
-    /// Benchmarks, each printed next to its baseline measured in the same run.
-    #[command(subcommand)]
-    Bench(Bench),
     /// One embedded ad-hoc query, in a process of its own (started by the runner, never by people).
     #[command(name = orders::ADHOC_WORKER, hide = true)]
     AdhocWorker,
-}
-
-#[derive(Subcommand)]
-enum Bench {
-    /// POST /orders on the embedded store, load from this process against a server in another one, next to raw
-    /// SQLite inserts of the same rows.
-    Post(orders::bench::BenchArgs),
-    /// Projection into PostgreSQL and MariaDB, next to one-INSERT-per-line and PostgreSQL COPY.
-    Projector(orders::bench_projector::ProjectorArgs),
-    /// Both reports over HTTP with 1,000,000 orders in PostgreSQL, next to their raw SQL and the earlier
-    /// version's GROUP BY over every line.
-    Reports(orders::bench_reports::ReportsArgs),
-    /// The lake writer's rows/s, then the item-sales and monthly questions as ad-hoc SQL on the embedded engine
-    /// next to DuckDB over the same Parquet files (`scripts/bench-lake` installs DuckDB and runs this).
-    Lake(orders::bench_lake::LakeArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,10 +85,6 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Bench(Bench::Post(args)) => orders::bench::run(args).await,
-            Command::Bench(Bench::Projector(args)) => orders::bench_projector::run(args).await,
-            Command::Bench(Bench::Reports(args)) => orders::bench_reports::run(args).await,
-            Command::Bench(Bench::Lake(args)) => orders::bench_lake::run(args).await,
             // Handled above, before any runtime or logging starts.
             Command::AdhocWorker => Ok(()),
         }

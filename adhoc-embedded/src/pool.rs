@@ -4,7 +4,7 @@
 //! DataFusion's own pools sit at either end. The greedy pool lets an aggregate take everything, and an operator
 //! that cannot spill and asks next fails the query. The fair pool caps every spilling operator at an equal share of
 //! the limit, whether or not the others use theirs, so a plan with a dozen of them spills at a fraction of the
-//! memory it has. Measured with `orders bench lake` (10 million lake rows, 1 GiB, 2 threads, one run each, with
+//! memory it has. Measured with `orders-bench lake` (10 million lake rows, 1 GiB, 2 threads, one run each, with
 //! the view of that day): the item-sales question took 1.90× DuckDB's time with the fair pool, 2.12× with the
 //! greedy one (the aggregates that came first took the memory, the ones after them spilled) and 1.22× with this one.
 //!

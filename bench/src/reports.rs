@@ -1,5 +1,5 @@
-//! `orders bench reports`: with 1,000,000 generated orders (~3 lines, 5,000 items, 36 months) projected into
-//! PostgreSQL, p50/p99 of both reports over HTTP, next to the raw SQL of our own reports and the earlier version's
+//! `orders-bench reports`: with 1,000,000 generated orders (~3 lines, 5,000 items, 36 months) projected into
+//! PostgreSQL, p50/p99 of both reports over HTTP, next to the raw SQL of our own reports and the sample's
 //! GROUP BY over every line, on the same database in the same run.
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ pub struct ReportsArgs {
     /// Timed requests per endpoint (HTTP and raw SQL).
     #[arg(long, default_value_t = 300)]
     pub requests: usize,
-    /// Timed runs of the earlier version's GROUP BY (each reads every line).
+    /// Timed runs of the sample's GROUP BY (each reads every line).
     #[arg(long, default_value_t = 10)]
     pub grouped_runs: usize,
     /// Start from a fresh database even if one from an earlier run with the same `--orders` exists.
@@ -30,7 +30,7 @@ pub struct ReportsArgs {
 /// Latencies in nanoseconds → (p50, p99) in milliseconds.
 fn p50_p99(mut ns: Vec<u64>) -> (f64, f64) {
     ns.sort_unstable();
-    let ms = |p| crate::bench::percentile(&ns, p) / 1_000_000.0;
+    let ms = |p| crate::post::percentile(&ns, p) / 1_000_000.0;
     (ms(0.5), ms(0.99))
 }
 
@@ -82,11 +82,11 @@ async fn prepare(args: &ReportsArgs) -> anyhow::Result<String> {
     }
     drop(conn);
     sqlx::any::install_default_drivers();
-    let url = crate::bench_projector::fresh_database(&args.postgres, "postgres", &name).await?;
+    let url = crate::projector::fresh_database(&args.postgres, "postgres", &name).await?;
     let model = ReadModel::connect(&url)?;
     model.migrate().await?;
-    let all = crate::bench_projector::orders(args.orders)?;
-    let changes = crate::bench_projector::inserts(&all)?;
+    let all = crate::projector::orders(args.orders)?;
+    let changes = crate::projector::inserts(&all)?;
     let started = Instant::now();
     for (n, chunk) in changes.chunks(5_000).enumerate() {
         model.apply(chunk).await?;
@@ -149,7 +149,7 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
                          FROM item_sales WHERE ordercount > 0 ORDER BY itemid COLLATE \"C\"";
     let raw_month_sql = "SELECT sale_month, monthlyordered FROM item_monthly_sales \
                          WHERE itemid = $1 AND monthlyordered > 0 ORDER BY sale_month DESC";
-    // The earlier version's SQL: a GROUP BY over every line per request (with no status, as it was; its monthly
+    // The sample's SQL: a GROUP BY over every line per request (with no status, as it was; its monthly
     // query grouped by a formatted month and ordered by the raw date, which PostgreSQL and MySQL's
     // ONLY_FULL_GROUP_BY refuse, so the nearest query that runs orders by the group's latest date).
     let old_items_sql = "SELECT i.itemid, SUM(i.quantity) AS totalordered, MAX(o.orderdate) AS lastorderdate \
@@ -181,7 +181,7 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
         // The least any answer read from the database per request takes: one round trip doing nothing.
         round_trip => sqlx::query("SELECT 1").fetch_all(&mut db).await?,
     });
-    // The earlier SQL on its own: a request just after one of its ~9 ms queries took twice as long to wake
+    // The sample's SQL on its own: a request just after one of its ~9 ms queries took twice as long to wake
     // (monthly over HTTP: 0.96-1.18 ms in turn with it, 0.54-0.59 ms without), which would be its doing, not ours.
     timed_in_turn!(args.requests, |i| {
         old_month => sqlx::query(old_month_sql).bind(&items[i % items.len()]).fetch_all(&mut db).await?,
@@ -197,13 +197,13 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
     row("HTTP, kept answer for the current epoch", kept_items);
     row("read model call (SQL + decoding)", call_items);
     row("raw SQL of this report", raw_items);
-    row("earlier SQL (GROUP BY over every line)", old_items);
+    row("sample SQL (GROUP BY over every line)", old_items);
     println!("GET /monthlySalesByItem/{{itemid}}:");
     row("HTTP, computed per request", http_month);
     row("HTTP, kept answer for the current epoch", kept_month);
     row("read model call (SQL + decoding)", call_month);
     row("raw SQL of this report", raw_month);
-    row("earlier SQL (GROUP BY over the item's lines)", old_month);
+    row("sample SQL (GROUP BY over the item's lines)", old_month);
     println!("one HTTP exchange with no database work (same client and server stack):");
     row("GET answering [] at once", http_floor);
     println!("one PostgreSQL round trip with no work (the raw SQL's connection):");
@@ -215,17 +215,13 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
     println!("ratios (p50, answers computed per request; kept answers only add to the margin):");
     let mut met = true;
     met &= check(
-        "item report: earlier SQL / HTTP",
+        "item report: sample SQL / HTTP",
         old_items.0 / http_items.0,
         ">= 100x",
         old_items.0 / http_items.0 >= 100.0,
     );
-    met &= check(
-        "monthly: earlier SQL / HTTP",
-        old_month.0 / http_month.0,
-        ">= 100x",
-        old_month.0 / http_month.0 >= 100.0,
-    );
+    met &=
+        check("monthly: sample SQL / HTTP", old_month.0 / http_month.0, ">= 100x", old_month.0 / http_month.0 >= 100.0);
     met &= check("item report over HTTP, ms", http_items.0, "<= 10", http_items.0 <= 10.0);
     met &= check("monthly over HTTP, ms", http_month.0, "<= 5", http_month.0 <= 5.0);
     met &= check("item report: HTTP / raw SQL", http_items.0 / raw_items.0, "<= 2x", http_items.0 / raw_items.0 <= 2.0);
@@ -236,8 +232,8 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<()> {
         (http_floor.0 + raw_month.0) / raw_month.0
     );
     println!(
-        "  (the most a report that reads the database per request could gain on the earlier monthly SQL, even with \
-         no HTTP and no work: earlier SQL / SELECT 1 = {:.1}x)",
+        "  (the most a report that reads the database per request could gain on the sample's monthly SQL, even with \
+         no HTTP and no work: sample SQL / SELECT 1 = {:.1}x)",
         old_month.0 / round_trip.0
     );
     Ok(())

@@ -1,5 +1,5 @@
-//! `orders bench projector`: order lines/s into PostgreSQL and MariaDB for (a) this projector, batches of 1,000
-//! stream records; (b) what the earlier version did: one record at a time, one INSERT per line, autocommit; (c)
+//! `orders-bench projector`: order lines/s into PostgreSQL and MariaDB for (a) this projector, batches of 1,000
+//! stream records; (b) what the sample did: one record at a time, one INSERT per line, autocommit; (c)
 //! PostgreSQL COPY of the same lines into a bare table; and (d) the same COPY into a table with `orderitems`' key
 //! and index, the ceiling for writing the lines alone. All in one run, on fresh databases.
 
@@ -148,7 +148,7 @@ async fn projector_rate(
     Ok(rate)
 }
 
-/// (b): the earlier version: per record an INSERT for the order and one per line, each its own autocommit.
+/// (b): the sample: per record an INSERT for the order and one per line, each its own autocommit.
 async fn baseline_rate(url: &str, orders: &[Order], mysql: bool) -> anyhow::Result<f64> {
     let mut conn = AnyConnection::connect(url).await?;
     // As the projector's pool does (sqlx 0.9.0 leaves Nagle on); single-segment statements gain nothing from it.
@@ -179,7 +179,7 @@ async fn baseline_rate(url: &str, orders: &[Order], mysql: bool) -> anyhow::Resu
         sqlx::query(o_sql).bind(o.order_id.as_str()).bind("PENDING").bind(date.as_str()).execute(&mut conn).await?;
         for l in o.items.as_slice() {
             n += 1;
-            // The earlier version keyed lines with a random id; a counter costs the database the same.
+            // The sample keyed lines with a random id; a counter costs the database the same.
             let key = format!("{:040}", n);
             sqlx::query(l_sql)
                 .bind(key.as_str())

@@ -1,4 +1,4 @@
-//! `orders bench lake`: the lake writer's rows/s, then the item-sales and monthly questions as ad-hoc SQL over
+//! `orders-bench lake`: the lake writer's rows/s, then the item-sales and monthly questions as ad-hoc SQL over
 //! `order_lines_current` on the embedded engine (DataFusion, as `/queries` runs it: a fresh session per query, the
 //! engine's memory limit), next to DuckDB over the same Parquet files with the same view text and the same limits,
 //! in the same run. Both engines' answers are compared row by row before any time is printed.

@@ -1,4 +1,4 @@
-//! `orders bench`: POST /orders throughput and latency on the embedded store, with load from this process and
+//! `orders-bench post`: POST /orders throughput and latency on the embedded store, with load from this process and
 //! the server in a child process, next to raw SQLite inserts of the same rows measured in the same run.
 
 use std::path::Path;
