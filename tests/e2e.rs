@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{adhoc, await_read_model, command, get, interrupt, post, start};
 
-const EARLIER: &str = r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#;
+const SAMPLE: &str = r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#;
 
 #[tokio::test]
 async fn given_the_running_system_when_an_order_is_posted_or_amended_then_reports_with_consistent_with_show_it_at_once()
@@ -75,14 +75,14 @@ async fn given_the_running_system_when_an_order_is_posted_or_amended_then_report
 }
 
 #[tokio::test]
-async fn with_no_configuration_it_serves_the_earlier_request_and_keeps_it_in_data_across_restarts() {
+async fn with_no_configuration_it_serves_the_samples_request_and_keeps_it_in_data_across_restarts() {
     let cwd = tempfile::tempdir().unwrap();
     let running = start(cwd.path(), &[]);
 
-    let (status, location, body) = post(&running.url, EARLIER).await;
+    let (status, location, body) = post(&running.url, SAMPLE).await;
     assert_eq!((status, location.as_deref()), (201, Some("/orders/6119")));
     assert_eq!(body, json!({"commandResult":"orderCreated","orderId":"6119","version":1}));
-    let (status, _, _) = post(&running.url, EARLIER).await;
+    let (status, _, _) = post(&running.url, SAMPLE).await;
     assert_eq!(status, 200, "a retried create is idempotent");
     let (status, order) = get(&running.url, "/orders/6119").await;
     assert_eq!(status, 200);
@@ -163,7 +163,7 @@ async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
             ("AWS_SECRET_ACCESS_KEY", "test"),
         ],
     );
-    let (status, _, body) = post(&running.url, EARLIER).await;
+    let (status, _, body) = post(&running.url, SAMPLE).await;
     assert_eq!((status, body["version"].as_u64()), (201, Some(1)));
 
     let item = client
@@ -224,7 +224,7 @@ async fn orders_posted_to_the_running_system_reach_the_read_model_within_a_secon
     let item = |s: &str| domain::ItemId::parse(s).unwrap();
     let client = reqwest::Client::new();
 
-    let (status, _, _) = post(&running.url, EARLIER).await;
+    let (status, _, _) = post(&running.url, SAMPLE).await;
     assert_eq!(status, 201);
     let took = await_read_model(&model, Duration::from_secs(1), |s| {
         s.items.get(&item("z3333")).is_some_and(|t| t.quantity == 6)

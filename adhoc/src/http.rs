@@ -103,7 +103,7 @@ pub fn routes(queries: Queries) -> Router {
 )]
 pub struct ApiDoc;
 
-/// The `/queries` document; `lake_database`, when known, is the one database a submission in the earlier shape may
+/// The `/queries` document; `lake_database`, when known, is the one database a submission in the sample's shape may
 /// name.
 pub fn document(lake_database: Option<&str>) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
@@ -138,7 +138,7 @@ fn schema(json: Value) -> utoipa::openapi::schema::Schema {
         .unwrap_or_else(|_| utoipa::openapi::schema::Schema::Object(utoipa::openapi::schema::Object::default()))
 }
 
-/// `POST /queries`: `{"sql", "notify"?}`, or the earlier `{"QueryString", "QueryExecutionContext"?}`; nothing
+/// `POST /queries`: `{"sql", "notify"?}`, or the sample's `{"QueryString", "QueryExecutionContext"?}`; nothing
 /// else (in particular nothing that chooses where or how the query runs).
 fn submit_body_schema(database: Option<&str>) -> utoipa::openapi::schema::Schema {
     let mut db = serde_json::json!({ "type": "string", "description": "The lake's database (LAKE_DATABASE)" });

@@ -141,7 +141,7 @@ async fn given_athena_when_a_query_is_submitted_polled_paged_and_downloaded_then
         Identity { principal: "arn:aws:iam::123456789012:user/ana".into(), email: Some("ana@example.com".into()) };
     let router = routes(Queries { service: Some(service.clone()), identify: fixed_identity(caller) });
 
-    // When: submitted in the earlier request shape, with a notice.
+    // When: submitted in the sample's request shape, with a notice.
     let (status, body, _) = call(
         &router,
         "POST",

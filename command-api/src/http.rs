@@ -48,7 +48,7 @@ struct AppState {
 )]
 pub struct ApiDoc;
 
-/// The document served at `/openapi.json`: `ApiDoc`, with `POST /` (the earlier version's address, routed to the
+/// The document served at `/openapi.json`: `ApiDoc`, with `POST /` (the sample's address, routed to the
 /// same handler) described by the same operation as `POST /orders`.
 pub fn openapi() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
@@ -147,7 +147,7 @@ async fn health(State(state): State<AppState>) -> Response {
 #[utoipa::path(
     post,
     path = "/orders",
-    description = "Create an order (idempotent for the same body). Also at POST /, the earlier version's address.",
+    description = "Create an order (idempotent for the same body). Also at POST /, the sample's address.",
     request_body(content = crate::openapi::CreateOrder, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = CommandResultDoc, headers(("Location" = String), ("ETag" = String))),

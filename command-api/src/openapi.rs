@@ -42,7 +42,7 @@ fn unit_price_schema() -> Schema {
     }))
 }
 
-/// `POST /orders` (and `POST /`): the earlier version's shape, plus optional prices and date.
+/// `POST /orders` (and `POST /`): the sample's shape, plus optional prices and date.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrder {

@@ -67,7 +67,7 @@ fn embedded() -> (tempfile::TempDir, Router) {
 }
 
 #[tokio::test]
-async fn given_the_earlier_request_when_posted_then_201_location_and_result_and_a_retry_is_200() {
+async fn given_the_samples_request_when_posted_then_201_location_and_result_and_a_retry_is_200() {
     let (_dir, app) = embedded();
     for uri in ["/", "/orders"] {
         let r = post(&app, uri, EARLIER).await;

@@ -424,7 +424,7 @@ mod tests {
     }
 
     #[test]
-    fn given_the_earlier_request_shape_when_parsed_then_it_is_accepted_as_is() {
+    fn given_the_samples_request_shape_when_parsed_then_it_is_accepted_as_is() {
         let draft = parse_create(
             br#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#,
             now(),

@@ -91,7 +91,7 @@ pub fn openapi() -> serde_json::Value {
     document(None)
 }
 
-/// The whole document, naming the lake's database where ad-hoc SQL is configured (a submission in the earlier
+/// The whole document, naming the lake's database where ad-hoc SQL is configured (a submission in the sample's
 /// shape must name it).
 pub fn document(lake_database: Option<&str>) -> serde_json::Value {
     let mut doc = web::openapi::served(&ApiDoc::openapi().merge_from(adhoc::http::document(lake_database)));
@@ -270,7 +270,7 @@ fn json_bytes_sized(body: &impl Serialize, capacity: usize) -> Result<Bytes, Que
     Ok(Bytes::from(out))
 }
 
-/// One item of `GET /itemSalesReport` (the earlier version's keys, numbers as numbers).
+/// One item of `GET /itemSalesReport` (the sample's keys, numbers as numbers).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ItemSales<'a> {
     #[schema(example = "z3333", value_type = String)]

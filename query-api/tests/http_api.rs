@@ -121,7 +121,7 @@ fn settings() -> Settings {
     }
 }
 
-/// The earlier example (orders 6119 and 6120), an order across the year boundary, a cancelled and a removed one.
+/// The sample's example (orders 6119 and 6120), an order across the year boundary, a cancelled and a removed one.
 async fn fixture(backend: Backend) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (model, server) = fresh(backend, &dir).await;
@@ -152,7 +152,7 @@ async fn fixture(backend: Backend) -> Fixture {
 }
 
 #[tokio::test]
-async fn given_the_earlier_example_then_the_item_report_has_exactly_its_numbers_with_honest_caching_headers() {
+async fn given_the_samples_example_then_the_item_report_has_exactly_its_numbers_with_honest_caching_headers() {
     for backend in BACKENDS {
         let f = fixture(backend).await;
         eprintln!("on {backend:?}"); // shown with a failure: which backend it was

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 #[tokio::test]
 async fn given_an_api_gateway_report_request_then_the_lambda_router_answers_with_its_query_string_applied() {
-    // Given a read model holding the earlier example
+    // Given a read model holding the sample's example
     let dir = tempfile::tempdir().unwrap();
     let model = ReadModel::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("rm.db").display())).unwrap();
     model.migrate().await.unwrap();

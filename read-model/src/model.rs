@@ -1,4 +1,4 @@
-//! The relational read model: `orders` / `orderitems` (the earlier schema's names), tombstones, the report
+//! The relational read model: `orders` / `orderitems` (the sample's names), tombstones, the report
 //! aggregates and the projection positions. `apply` runs one batch of changes in one transaction: it loads what
 //! is projected for the batch's orders, folds the changes through `domain::projection` (version guard, deltas),
 //! and writes the outcome with a handful of multi-row statements, whatever the batch size.

@@ -19,7 +19,7 @@ fn item(s: &str) -> ItemId {
 }
 
 #[tokio::test]
-async fn given_the_earlier_example_when_projected_then_orders_lines_and_aggregates_hold_it_on_every_backend() {
+async fn given_the_samples_example_when_projected_then_orders_lines_and_aggregates_hold_it_on_every_backend() {
     for backend in ALL {
         let db = fresh(backend).await;
         let o1 = order(

@@ -421,7 +421,7 @@ impl ReadModel {
     }
 }
 
-/// The reports recomputed by grouping every counted line, the way the earlier version answered each request: what
+/// The reports recomputed by grouping every counted line, the way the sample answered each request: what
 /// the aggregates replace. For tests (the aggregates must equal it) and the benchmark (what they save).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grouped {
