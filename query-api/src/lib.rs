@@ -7,11 +7,15 @@
 //! the Lambda, the embedded engine in the local runner.
 
 pub mod error;
+pub mod feed;
 pub mod http;
+pub mod reports;
 pub mod settings;
+mod state;
 pub mod status;
+pub mod wire;
 
 pub use error::QueryError;
+pub use feed::{FeedBacklog, FeedWatch};
 pub use http::{app, app_watching, app_with_queries, openapi};
 pub use settings::Settings;
-pub use status::{FeedBacklog, FeedWatch};

@@ -20,7 +20,7 @@ impl Default for Settings {
             consistency_wait: Duration::from_secs(5),
             poll_every: Duration::from_millis(10),
             cache_entries: 32,
-            lag_threshold: crate::status::LAG_THRESHOLD,
+            lag_threshold: LAG_THRESHOLD,
         }
     }
 }
@@ -28,7 +28,7 @@ impl Default for Settings {
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct QueryApiArgs {
     /// Past this many seconds of lag, /health and /projection/status say `degraded`.
-    #[arg(long, env = "PROJECTION_LAG_THRESHOLD_SECS", default_value_t = crate::status::LAG_THRESHOLD.as_secs(),
+    #[arg(long, env = "PROJECTION_LAG_THRESHOLD_SECS", default_value_t = LAG_THRESHOLD.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub projection_lag_threshold_secs: u64,
 }
@@ -38,3 +38,6 @@ impl From<&QueryApiArgs> for Settings {
         Settings { lag_threshold: Duration::from_secs(args.projection_lag_threshold_secs), ..Settings::default() }
     }
 }
+
+/// The default lag past which a source is degraded.
+pub const LAG_THRESHOLD: Duration = Duration::from_secs(60);

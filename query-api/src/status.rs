@@ -3,65 +3,16 @@
 //! threshold or a change is set aside). What the feed holds comes from a `FeedWatch`: the embedded change log
 //! itself in the local runner, what stream consumers recorded when a batch did not go through otherwise.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use domain::change::Sequence;
-use read_model::PositionRow;
-use read_model::ReadModel;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::QueryError;
-use crate::http::AppState;
-
-/// What a feed holds beyond what is applied from it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedBacklog {
-    pub source: String,
-    /// The newest change the feed holds (as far as known), and when it was made.
-    pub head: Option<(Sequence, DateTime<Utc>)>,
-    /// Changes not yet applied: exact, or (`at_least`) a lower bound.
-    pub behind: u64,
-    pub at_least: bool,
-    /// When the oldest change not yet applied was made; `None` when none waits.
-    pub oldest_pending: Option<DateTime<Utc>>,
-}
-
-/// Where the query side learns what the feed holds.
-#[async_trait]
-pub trait FeedWatch: Send + Sync {
-    /// The backlog of each source the watch knows, given the applied positions.
-    async fn backlogs(&self, applied: &[PositionRow]) -> Result<Vec<FeedBacklog>, String>;
-}
-
-/// What stream consumers recorded in the read model when a batch did not go through (the Lambda projector, the
-/// poller): a source whose position has passed the recorded head is not behind.
-pub struct RecordedBacklogs(pub Arc<ReadModel>);
-
-#[async_trait]
-impl FeedWatch for RecordedBacklogs {
-    async fn backlogs(&self, applied: &[PositionRow]) -> Result<Vec<FeedBacklog>, String> {
-        let recorded = self.0.backlogs().await.map_err(|e| e.to_string())?;
-        Ok(recorded
-            .into_iter()
-            .filter(|b| applied.iter().find(|p| p.source == b.source).is_none_or(|p| p.sequence < b.head_sequence))
-            .map(|b| FeedBacklog {
-                source: b.source,
-                head: Some((b.head_sequence, b.head_changed_at)),
-                behind: b.pending,
-                at_least: true,
-                oldest_pending: Some(b.pending_since),
-            })
-            .collect())
-    }
-}
+use crate::state::AppState;
 
 /// One change-feed source of `GET /projection/status`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -280,6 +231,3 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<Response, Qu
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
-
-/// The default lag past which a source is degraded.
-pub const LAG_THRESHOLD: Duration = Duration::from_secs(60);

@@ -19,7 +19,10 @@ use crate::db::{Arg, Cell, DbRow, Mode, Pool, RowRef, Tx};
 mod health;
 mod logins;
 mod reports;
-use crate::dialect::{Col, Dialect, MYSQL_STATEMENT_LIMIT, RowSet, Val, mysql_text_len};
+use crate::dialect::Dialect;
+use crate::mysql_text::{MYSQL_STATEMENT_LIMIT, mysql_text_len};
+use crate::rowset::RowSet;
+use crate::value::{Col, Val};
 pub use health::{Backlog, DeadLetter, DeadLetters};
 pub use logins::{DbRole, LoginAuth};
 pub use reports::{

@@ -7,7 +7,8 @@ use domain::change::Sequence;
 
 use super::{ReadModel, Result, Stmt, corrupt, get_opt_time, get_text, get_time};
 use crate::db::Tx;
-use crate::dialect::{Col, RowSet, Val};
+use crate::rowset::RowSet;
+use crate::value::{Col, Val};
 
 /// The longest reason kept (the column's size).
 const REASON_CHARS: usize = 1_000;
