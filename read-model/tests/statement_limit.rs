@@ -1,5 +1,5 @@
 //! MySQL statements under a raised `READ_MODEL_MAX_STATEMENT_BYTES`, in a test binary of their own: the longest
-//! statement is counted per process, and `read_model.rs` checks that nothing there goes over RDS Proxy's 16 KB.
+//! statement is counted per process, and `connections.rs` checks that nothing there goes over RDS Proxy's 16 KB.
 //! MariaDB must be running (127.0.0.1:3306 root without password, or TEST_MYSQL_URL); if it cannot be reached the
 //! test fails and says so.
 
