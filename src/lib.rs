@@ -2,6 +2,7 @@
 //! Each part is chosen by configuration (the same variables the Lambdas read); see the README's table.
 
 pub mod settings;
+pub mod tools;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use read_model::ReadModel;
 use write_store::settings::{OpenError, Opened, StoreSettings};
 
 pub use settings::{QueryEngine, RunnerArgs, Settings};
+pub use tools::{Source, dead_letters, project, rebuild};
 
 /// Connects to the read model and applies its migrations (`orders migrate`, and every start of the runner).
 pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
@@ -265,218 +267,13 @@ impl query_api::FeedWatch for EmbeddedFeed {
 }
 
 /// Follows the embedded store's change log into `model` until `stop` turns true.
-async fn tail_embedded(
+pub(crate) async fn tail_embedded(
     model: Arc<ReadModel>,
     store: Arc<write_store::embedded::EmbeddedStore>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let sink = projector::ReadModelSink(model);
     change_feed::tail(&sink, &change_feed::EmbeddedLog(store), change_feed::TailSettings::PROMPT, stop).await;
-}
-
-/// Which change feed `orders project` follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Source {
-    /// The embedded store's change log in DATA_DIR.
-    Embedded,
-    /// The stream of ORDERS_TABLE (ORDERS_STORE=dynamodb), read with GetShardIterator / GetRecords.
-    Dynamodb,
-}
-
-/// Runs only the projector from `source` into the read model: until `shutdown`, or with `once` until it has
-/// caught up.
-pub async fn project(
-    settings: Settings,
-    source: Source,
-    once: bool,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
-    let model = Arc::new(migrate(&settings).await?);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    match (source, &settings.store) {
-        (Source::Dynamodb, StoreSettings::DynamoDb { table }) => {
-            let config = aws_config::load_from_env().await;
-            let poller =
-                change_feed::poller::Poller::new(&config, table.clone(), Arc::new(projector::ReadModelSink(model)));
-            if once {
-                let pass = poller.catch_up().await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-                println!("projected {} stream records ({} applied)", pass.records, pass.applied);
-            } else {
-                poller.run(stopped).await;
-            }
-        }
-        (Source::Embedded, StoreSettings::Embedded { .. }) => {
-            let Opened::Embedded(store) = settings.store.open_typed().await? else {
-                return Err(RunError::ReadModel("ORDERS_STORE=embedded did not open the embedded store".into()));
-            };
-            if once {
-                let mut after = model
-                    .position(write_store::embedded::SOURCE)
-                    .await
-                    .map_err(|e| RunError::ReadModel(e.to_string()))?
-                    .and_then(|(seq, _)| seq.as_str().parse::<u64>().ok())
-                    .unwrap_or(0);
-                let mut total = 0;
-                loop {
-                    let batch =
-                        store.changes_after(after, 1_000).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-                    let Some(last) = batch.last() else { break };
-                    after = last.position().sequence.as_str().parse().unwrap_or(after);
-                    let n = batch.len();
-                    let outcome = projector::project(&model, batch.into_iter().map(Ok).collect()).await;
-                    if let Some((index, reason)) = outcome.failure {
-                        return Err(RunError::ReadModel(format!("change {} of a batch: {reason}", index + 1)));
-                    }
-                    total += n;
-                }
-                println!("projected {total} changes from the embedded change log");
-            } else {
-                tail_embedded(model, store, stopped).await;
-            }
-        }
-        (Source::Dynamodb, _) => {
-            return Err(web::settings::missing(
-                "ORDERS_STORE",
-                "--source dynamodb reads the stream of ORDERS_TABLE: set ORDERS_STORE=dynamodb and ORDERS_TABLE",
-            )
-            .into());
-        }
-        (Source::Embedded, _) => {
-            return Err(web::settings::invalid(
-                "ORDERS_STORE",
-                "dynamodb",
-                "--source embedded reads the embedded store: unset ORDERS_STORE or set it to embedded",
-            )
-            .into());
-        }
-    }
-    Ok(())
-}
-
-/// `orders dead-letters`: lists the changes the projection set aside; with `retry`, applies each again (the
-/// version guard keeps a change that is older than what is projected from undoing anything) and forgets the ones
-/// that now go through. Returns how many are left.
-pub async fn dead_letters(settings: Settings, retry: bool) -> Result<u64, RunError> {
-    let model = migrate(&settings).await?;
-    let letters = model.dead_letters(10_000).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-    let mut left = letters.count;
-    println!("{} change(s) set aside", letters.count);
-    for letter in &letters.newest {
-        println!(
-            "{} {} order {} failed at {}: {}",
-            letter.source,
-            letter.sequence.as_str(),
-            letter.order_id.as_deref().unwrap_or("?"),
-            domain::order::format_time(&letter.failed_at),
-            letter.reason
-        );
-        if !retry {
-            continue;
-        }
-        let change =
-            serde_json::from_str::<domain::OrderChange>(&letter.record).map_err(|e| e.to_string()).or_else(|_| {
-                let raw: serde_json::Value = serde_json::from_str(&letter.record).map_err(|e| e.to_string())?;
-                change_feed::lambda::decode_raw(&raw).map_err(|e| e.to_string())
-            });
-        let outcome = match change {
-            Ok(change) => model.apply(std::slice::from_ref(&change)).await.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("still does not decode: {e}")),
-        };
-        match outcome {
-            Ok(_) => {
-                model
-                    .forget_dead_letter(&letter.source, &letter.sequence)
-                    .await
-                    .map_err(|e| RunError::ReadModel(e.to_string()))?;
-                left -= 1;
-                println!("  applied, and forgotten");
-            }
-            Err(reason) => println!("  still not applied: {reason}"),
-        }
-    }
-    Ok(left)
-}
-
-/// Applies whole orders as INSERTs at `position`, printing progress; returns how many orders went in.
-async fn load_orders(
-    model: &ReadModel,
-    orders: Vec<domain::Order>,
-    position: impl Fn(usize) -> domain::Position,
-    done: &mut usize,
-    total: Option<usize>,
-) -> Result<(), RunError> {
-    let now = chrono::Utc::now();
-    for chunk in orders.chunks(1_000) {
-        let changes = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                domain::OrderChange::new(
-                    domain::ChangeKind::Insert,
-                    None,
-                    Some(o.clone()),
-                    position(*done + i + 1),
-                    now,
-                )
-                .map_err(|e| RunError::ReadModel(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        model.apply(&changes).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-        *done += chunk.len();
-        match total {
-            Some(t) => eprint!("\rrebuilding: {done}/{t} orders"),
-            None => eprint!("\rrebuilding: {done} orders"),
-        }
-    }
-    Ok(())
-}
-
-/// `orders rebuild`: re-projects the whole read model from the write model into an empty read model.
-pub async fn rebuild(settings: Settings) -> Result<usize, RunError> {
-    let model = migrate(&settings).await?;
-    if !model.is_empty().await.map_err(|e| RunError::ReadModel(e.to_string()))? {
-        return Err(RunError::ReadModel(
-            "READ_MODEL_URL already holds a projection; rebuild fills an empty read model (point READ_MODEL_URL at a \
-             fresh database, then switch over)"
-                .into(),
-        ));
-    }
-    let mut done = 0;
-    match settings.store.open_typed().await? {
-        Opened::Embedded(store) => {
-            // One consistent snapshot; the live tail then continues from the position it reflects.
-            let (orders, position) = store.snapshot().await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-            let total = orders.len();
-            let at = domain::Position {
-                source: write_store::embedded::SOURCE.into(),
-                sequence: domain::change::Sequence::from(position),
-            };
-            load_orders(&model, orders, |_| at.clone(), &mut done, Some(total)).await?;
-        }
-        Opened::DynamoDb(store) => {
-            // Scan pages; the stream's projector keeps running, and the version guard lets whichever of the two
-            // holds the newer state of an order win.
-            let mut start = None;
-            loop {
-                let (orders, next) = store.scan_page(start).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-                let at = |n: usize| domain::Position {
-                    source: format!("rebuild:{}", store.table()),
-                    sequence: domain::change::Sequence::from(n as u64),
-                };
-                load_orders(&model, orders, at, &mut done, None).await?;
-                match next {
-                    Some(key) => start = Some(key),
-                    None => break,
-                }
-            }
-        }
-    }
-    eprintln!();
-    Ok(done)
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

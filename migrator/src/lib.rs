@@ -175,6 +175,20 @@ pub async fn run_from_env(secrets: &aws_sdk_secretsmanager::Client) -> Result<Mi
     migrate(&url, &settings.writer_user, &settings.reader_user, settings.logins).await
 }
 
+/// One invocation of the function: `payload` (a custom resource request) run and answered to CloudFormation
+/// before `deadline`; what the function returns to Lambda.
+pub async fn invoke(
+    payload: Value,
+    deadline: std::time::SystemTime,
+    secrets: &aws_sdk_secretsmanager::Client,
+    http: &reqwest::Client,
+) -> Result<Value, MigratorError> {
+    let request = request(payload)?;
+    let work = || async { Ok(run_from_env(secrets).await?.data()) };
+    let response = custom_resource::handle(&request, deadline, RESPONSE_MARGIN, http, work).await?;
+    serde_json::to_value(response).map_err(|e| MigratorError::Respond(format!("cannot encode the response: {e}")))
+}
+
 /// Decodes a Lambda payload as a custom resource request.
 pub fn request(payload: Value) -> Result<CloudFormationCustomResourceRequest, MigratorError> {
     serde_json::from_value(payload).map_err(|e| MigratorError::Config(format!("not a custom resource request: {e}")))

@@ -24,6 +24,7 @@ mod apply;
 mod health;
 mod logins;
 mod migrations;
+mod report_rows;
 mod reports;
 mod totals;
 use crate::dialect::Dialect;
@@ -35,9 +36,11 @@ use totals::{item_totals_columns, item_totals_of};
 
 pub use health::{Backlog, DeadLetter, DeadLetters};
 pub use logins::{DbRole, LoginAuth};
-pub use reports::{
-    Cursor, Epoch, Grouped, ItemPage, ItemQuery, ItemRow, ItemSort, MonthRow, PositionRow, ProjectedVersion, ReadAt,
+use report_rows::CursorValue;
+pub use report_rows::{
+    Cursor, Epoch, ItemPage, ItemQuery, ItemRow, ItemSort, MonthRow, PositionRow, ProjectedVersion, ReadAt,
 };
+pub use reports::Grouped;
 
 /// Rows per multi-row statement: at most 8 columns x 2,000 rows = 16,000 parameters, inside every backend's limit
 /// (SQLite 32,766; PostgreSQL and MySQL 65,535). Fewer, larger statements are what make a batch cheap.

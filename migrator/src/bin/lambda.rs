@@ -16,20 +16,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build()?;
     let (secrets, http) = (&secrets, &http);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let request = migrator::request(event.payload)?;
-        let work = || async {
-            let migrated = migrator::run_from_env(secrets).await?;
-            Ok(migrated.data())
-        };
-        let response = migrator::custom_resource::handle(
-            &request,
-            event.context.deadline(),
-            migrator::RESPONSE_MARGIN,
-            http,
-            work,
-        )
-        .await?;
-        Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?)
+        migrator::invoke(event.payload, event.context.deadline(), secrets, http)
+            .await
+            .map_err(lambda_runtime::Error::from)
     }))
     .await
 }
