@@ -122,8 +122,8 @@ async fn given_a_time_limit_when_a_query_runs_longer_then_it_fails_naming_the_li
     let (_dir, engine) = engine_over(vec![history.changes.clone()], settings).await;
 
     // A sum over the rows themselves: COUNT(*) of a cross join can be answered from the files' statistics while
-    // planning, and a query that ends in the same poll as its limit passes is not stopped. That query failed this
-    // test once in this session's runs, under load.
+    // planning, and a query that ends in the same poll as its limit passes is not stopped (with COUNT(*) this test
+    // once failed under load).
     let end = run(
         &engine,
         "SELECT SUM(a.quantity * b.quantity * c.quantity) FROM order_lines a CROSS JOIN order_lines b \

@@ -123,20 +123,10 @@ impl Opened {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[derive(Debug, Parser)]
-    struct Settings {
-        #[command(flatten)]
-        store: StoreArgs,
-    }
-
+    /// The settings `pairs` make, as if they were the whole environment.
     fn parse(pairs: &[(&str, &str)]) -> Result<StoreSettings, String> {
-        let mut args = vec!["store".to_owned()];
-        for (name, value) in pairs {
-            args.push(format!("--{}={value}", name.to_lowercase().replace('_', "-")));
-        }
-        Settings::try_parse_from(args).map(|s| s.store.settings()).map_err(|e| e.to_string())
+        web::settings::parse_pairs::<StoreArgs>(pairs).map(|args| args.settings()).map_err(|e| e.to_string())
     }
 
     #[test]
