@@ -1,6 +1,7 @@
 //! The local runner: with no configuration, the whole system in one process with its state under `./data`.
 //! Each part is chosen by configuration (the same variables the Lambdas read); see the README's table.
 
+pub mod rebuild;
 pub mod settings;
 pub mod tools;
 
@@ -11,8 +12,9 @@ use std::sync::Arc;
 use read_model::ReadModel;
 use write_store::settings::{OpenError, Opened, StoreSettings};
 
+pub use rebuild::{RebuildArgs, Summary, rebuild};
 pub use settings::{QueryEngine, RunnerArgs, Settings};
-pub use tools::{Source, dead_letters, project, rebuild};
+pub use tools::{Source, dead_letters, project};
 
 /// Connects to the read model and applies its migrations (`orders migrate`, and every start of the runner).
 pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
@@ -24,6 +26,22 @@ pub async fn migrate(settings: &Settings) -> Result<ReadModel, RunError> {
     let model =
         settings.read_model.open(&settings.read_model_url).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
     model.migrate().await.map_err(|e| RunError::ReadModel(format!("{e} (READ_MODEL_URL)")))?;
+    Ok(model)
+}
+
+/// `migrate`, refusing a read model an interrupted rebuild left unfinished: serving or projecting into it would
+/// present part of the orders as all of them.
+pub async fn migrate_finished(settings: &Settings) -> Result<ReadModel, RunError> {
+    let model = migrate(settings).await?;
+    if let read_model::Target::Unfinished { source, started_at } =
+        model.rebuild_target().await.map_err(|e| RunError::ReadModel(e.to_string()))?
+    {
+        return Err(RunError::ReadModel(format!(
+            "READ_MODEL_URL holds a rebuild from {source} started {} that did not finish; run `orders rebuild` \
+             again (it starts it clean), or point READ_MODEL_URL at the read model in use",
+            domain::order::format_time(&started_at)
+        )));
+    }
     Ok(model)
 }
 
@@ -149,7 +167,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let opened = settings.store.open_typed().await?;
     let store = opened.store();
     let kind = store.kind();
-    let model = Arc::new(migrate(&settings).await?);
+    let model = Arc::new(migrate_finished(&settings).await?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let projector = match &opened {
         Opened::Embedded(embedded) => {

@@ -21,8 +21,9 @@ enum Command {
     Serve,
     /// Apply the read model's migrations to READ_MODEL_URL (the runner also does this at start).
     Migrate,
-    /// Re-project the whole read model from the write model into an empty READ_MODEL_URL.
-    Rebuild,
+    /// Rebuild the whole read model in bulk from the write model into an empty READ_MODEL_URL (or one an
+    /// interrupted rebuild left unfinished, which it starts clean).
+    Rebuild(orders::RebuildArgs),
     /// Run only the projector: follow a change feed into READ_MODEL_URL until Ctrl-C.
     Project {
         #[arg(long, value_enum)]
@@ -71,10 +72,10 @@ fn main() -> ExitCode {
                 let settings = orders::Settings::from_args(&cli.settings)?;
                 orders::project(settings, source, once, orders::shutdown_signal()).await.map_err(anyhow::Error::from)
             }
-            Command::Rebuild => {
+            Command::Rebuild(args) => {
                 let settings = orders::Settings::from_args(&cli.settings)?;
-                let count = orders::rebuild(settings).await?;
-                println!("rebuilt the read model from {count} orders");
+                let summary = orders::rebuild(settings, args, orders::shutdown_signal()).await?;
+                println!("{summary}");
                 Ok(())
             }
             Command::DeadLetters { retry } => {

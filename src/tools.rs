@@ -1,13 +1,12 @@
 //! The runner's tools besides serving: `orders project` (only the projector), `orders dead-letters` (the changes
-//! set aside, and applying them again) and `orders rebuild` (the read model again from the write model).
+//! set aside, and applying them again); `orders rebuild` is in `rebuild`.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use read_model::ReadModel;
 use write_store::settings::{Opened, StoreSettings};
 
-use crate::{RunError, Settings, migrate, tail_embedded};
+use crate::{RunError, Settings, migrate_finished, tail_embedded};
 
 /// Which change feed `orders project` follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,7 +25,7 @@ pub async fn project(
     once: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let model = Arc::new(migrate(&settings).await?);
+    let model = Arc::new(migrate_finished(&settings).await?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -96,7 +95,7 @@ pub async fn project(
 /// version guard keeps a change that is older than what is projected from undoing anything) and forgets the ones
 /// that now go through. Returns how many are left.
 pub async fn dead_letters(settings: Settings, retry: bool) -> Result<u64, RunError> {
-    let model = migrate(&settings).await?;
+    let model = migrate_finished(&settings).await?;
     let letters = model.dead_letters(10_000).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
     let mut left = letters.count;
     println!("{} change(s) set aside", letters.count);
@@ -134,82 +133,4 @@ pub async fn dead_letters(settings: Settings, retry: bool) -> Result<u64, RunErr
         }
     }
     Ok(left)
-}
-
-/// Applies whole orders as INSERTs at `position`, printing progress; returns how many orders went in.
-async fn load_orders(
-    model: &ReadModel,
-    orders: Vec<domain::Order>,
-    position: impl Fn(usize) -> domain::Position,
-    done: &mut usize,
-    total: Option<usize>,
-) -> Result<(), RunError> {
-    let now = chrono::Utc::now();
-    for chunk in orders.chunks(1_000) {
-        let changes = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                domain::OrderChange::new(
-                    domain::ChangeKind::Insert,
-                    None,
-                    Some(o.clone()),
-                    position(*done + i + 1),
-                    now,
-                )
-                .map_err(|e| RunError::ReadModel(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        model.apply(&changes).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-        *done += chunk.len();
-        match total {
-            Some(t) => eprint!("\rrebuilding: {done}/{t} orders"),
-            None => eprint!("\rrebuilding: {done} orders"),
-        }
-    }
-    Ok(())
-}
-
-/// `orders rebuild`: re-projects the whole read model from the write model into an empty read model.
-pub async fn rebuild(settings: Settings) -> Result<usize, RunError> {
-    let model = migrate(&settings).await?;
-    if !model.is_empty().await.map_err(|e| RunError::ReadModel(e.to_string()))? {
-        return Err(RunError::ReadModel(
-            "READ_MODEL_URL already holds a projection; rebuild fills an empty read model (point READ_MODEL_URL at a \
-             fresh database, then switch over)"
-                .into(),
-        ));
-    }
-    let mut done = 0;
-    match settings.store.open_typed().await? {
-        Opened::Embedded(store) => {
-            // One consistent snapshot; the live tail then continues from the position it reflects.
-            let (orders, position) = store.snapshot().await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-            let total = orders.len();
-            let at = domain::Position {
-                source: write_store::embedded::SOURCE.into(),
-                sequence: domain::change::Sequence::from(position),
-            };
-            load_orders(&model, orders, |_| at.clone(), &mut done, Some(total)).await?;
-        }
-        Opened::DynamoDb(store) => {
-            // Scan pages; the stream's projector keeps running, and the version guard lets whichever of the two
-            // holds the newer state of an order win.
-            let mut start = None;
-            loop {
-                let (orders, next) = store.scan_page(start).await.map_err(|e| RunError::ReadModel(e.to_string()))?;
-                let at = |n: usize| domain::Position {
-                    source: format!("rebuild:{}", store.table()),
-                    sequence: domain::change::Sequence::from(n as u64),
-                };
-                load_orders(&model, orders, at, &mut done, None).await?;
-                match next {
-                    Some(key) => start = Some(key),
-                    None => break,
-                }
-            }
-        }
-    }
-    eprintln!();
-    Ok(done)
 }

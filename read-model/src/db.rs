@@ -364,6 +364,19 @@ impl Tx {
         .await
     }
 
+    /// Runs `statement` (a `COPY ... FROM STDIN`) with `data` as its input, on PostgreSQL; the rows it loaded.
+    pub async fn copy_in(&mut self, statement: &str, data: Vec<u8>) -> Result<u64, sqlx::Error> {
+        self.limited(async |conn| match conn {
+            Conn::Postgres(c) => {
+                let mut copy = c.copy_in_raw(statement).await?;
+                copy.send(data).await?;
+                copy.finish().await
+            }
+            _ => Err(sqlx::Error::Protocol("COPY is PostgreSQL's own".into())),
+        })
+        .await
+    }
+
     /// Runs `sql` with `args`; all its rows.
     pub async fn fetch(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<DbRow>, sqlx::Error> {
         self.fetch_map(sql, args, |row| row.to_db_row()).await

@@ -21,5 +21,6 @@ pub mod value;
 pub use dialect::Dialect;
 pub use model::{
     Applied, Backlog, Cursor, DbRole, DeadLetter, DeadLetters, Epoch, Grouped, ItemPage, ItemQuery, ItemRow, ItemSort,
-    LoginAuth, MonthRow, PositionRow, ProjectedVersion, ProjectionError, ReadAt, ReadModel, Snapshot,
+    LoginAuth, MonthRow, PositionRow, ProjectedVersion, ProjectionError, ReadAt, ReadModel, Rebuild, Rebuilt, Snapshot,
+    SnapshotPosition, Target,
 };

@@ -133,10 +133,12 @@ impl DynamoDbStore {
         }
     }
 
-    /// One page of a consistent Scan of the table: its orders, and where the next page starts (None at the end).
+    /// One page of a consistent Scan of the table, or of one segment of a parallel Scan (`Some((segment, total))`):
+    /// its orders, and where the next page starts (None at the end).
     pub async fn scan_page(
         &self,
         start: Option<HashMap<String, AttributeValue>>,
+        segment: Option<(i32, i32)>,
     ) -> Result<(Vec<Order>, Option<HashMap<String, AttributeValue>>), StoreError> {
         let out = self
             .client
@@ -144,6 +146,8 @@ impl DynamoDbStore {
             .table_name(&self.table)
             .consistent_read(true)
             .set_exclusive_start_key(start)
+            .set_segment(segment.map(|(s, _)| s))
+            .set_total_segments(segment.map(|(_, t)| t))
             .send()
             .await
             .map_err(|e| classify("Scan", e))?;

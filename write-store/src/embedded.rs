@@ -23,9 +23,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{Created, Executed, OrderStore, StoreError};
 
 mod schema;
+mod snapshot;
 
 pub use schema::{EmbeddedOptions, SCHEMA};
 use schema::{connect, migrate};
+pub use snapshot::{SnapshotHead, SnapshotStream};
 
 /// The change feed's source name in `Position`s.
 pub const SOURCE: &str = "embedded";
@@ -310,27 +312,6 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
-    }
-
-    /// Every order as stored, with the change-log position they reflect, read as one consistent snapshot.
-    pub async fn snapshot(&self) -> Result<(Vec<Order>, u64), StoreError> {
-        self.read(|conn| {
-            conn.execute_batch("BEGIN").map_err(classify)?;
-            let result = (|| {
-                let mut st = conn.prepare_cached("SELECT image FROM orders ORDER BY order_id").map_err(classify)?;
-                let images = st.query_map([], |r| r.get::<_, String>(0)).map_err(classify)?;
-                let mut orders = Vec::new();
-                for image in images {
-                    orders.push(from_json(&image.map_err(classify)?)?);
-                }
-                let position: Option<i64> =
-                    conn.query_row("SELECT MAX(position) FROM order_changes", [], |r| r.get(0)).map_err(classify)?;
-                Ok((orders, position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0)))
-            })();
-            conn.execute_batch("COMMIT").map_err(classify)?;
-            result
-        })
-        .await
     }
 
     /// The change log beyond position `after`: its newest change (position and time), how many changes come after

@@ -54,6 +54,13 @@ const MIGRATIONS: &[(i64, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/mysql/0007_dead_letters_and_backlog.sql"),
         include_str!("../../../migrations/sqlite/0007_dead_letters_and_backlog.sql"),
     ),
+    (
+        8,
+        "rebuild marker",
+        include_str!("../../../migrations/postgres/0008_rebuild_marker.sql"),
+        include_str!("../../../migrations/mysql/0008_rebuild_marker.sql"),
+        include_str!("../../../migrations/sqlite/0008_rebuild_marker.sql"),
+    ),
 ];
 
 pub(super) fn migrator(dialect: Dialect) -> Migrator {

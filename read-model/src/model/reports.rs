@@ -277,17 +277,14 @@ impl ReadModel {
         };
         // SQLite keeps prices as text, and its arithmetic on them would be floating point: there, revenue is
         // summed here from the priced lines with exact decimals instead.
-        let revenue = match d {
-            Dialect::Sqlite => "'0'".to_owned(),
-            _ => d.decimal_out("SUM(COALESCE(i.quantity * i.unitprice, 0))"),
-        };
         let sql = format!(
-            "SELECT i.itemid, {}, {revenue}, {}, {}, {} FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
-             WHERE o.orderstatus = 'created' GROUP BY i.itemid",
-            int("SUM(i.quantity)"),
-            int("SUM(CASE WHEN i.unitprice IS NULL THEN 0 ELSE i.quantity END)"),
-            int("COUNT(*)"),
-            d.time_out("MAX(o.orderdate)")
+            "SELECT itemid, {}, {}, {}, {}, {} FROM ({}) g",
+            int("totalordered"),
+            d.decimal_out("totalrevenue"),
+            int("pricedordered"),
+            int("ordercount"),
+            d.time_out("lastorderdate"),
+            item_totals_grouped(if d == Dialect::Sqlite { "'0'" } else { GROUPED_REVENUE })
         );
         let mut tx = self.read_snapshot().await?;
         let mut items: BTreeMap<ItemId, ItemRow> = BTreeMap::new();
@@ -312,11 +309,7 @@ impl ReadModel {
                 row.totalrevenue = (row.totalrevenue + line).normalize();
             }
         }
-        let sql = format!(
-            "SELECT i.itemid, o.sale_month, {} FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
-             WHERE o.orderstatus = 'created' GROUP BY i.itemid, o.sale_month",
-            int("SUM(i.quantity)")
-        );
+        let sql = format!("SELECT itemid, sale_month, {} FROM ({MONTHS_GROUPED}) g", int("monthlyordered"));
         let mut months = BTreeMap::new();
         for r in Stmt::new(sql).fetch(&mut tx).await? {
             let raw = get_text(&r, 1)?;
