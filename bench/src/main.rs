@@ -4,6 +4,7 @@
 mod lake;
 mod post;
 mod projector;
+mod rebuild;
 mod reports;
 
 use std::process::ExitCode;
@@ -31,6 +32,12 @@ enum Command {
     /// The lake writer's rows/s, then the item-sales and monthly questions as ad-hoc SQL on the embedded engine
     /// next to DuckDB over the same Parquet files (`scripts/bench-lake` installs DuckDB and runs this).
     Lake(lake::LakeArgs),
+    /// `orders rebuild` from an embedded store of 1,000,000 orders into PostgreSQL and MariaDB, next to the
+    /// incremental projector and the databases' own bulk load of the same rows.
+    Rebuild(rebuild::RebuildArgs),
+    /// `orders rebuild` as `rebuild` runs it in a process of its own, printing lines, seconds and peak RSS.
+    #[command(hide = true)]
+    RebuildChild(Box<orders::RunnerArgs>),
     /// The runner, as `post` starts it in a process of its own (configured by the runner's variables).
     #[command(hide = true)]
     Serve(Box<orders::RunnerArgs>),
@@ -46,6 +53,8 @@ fn main() -> ExitCode {
                 Command::Projector(args) => projector::run(args).await,
                 Command::Reports(args) => reports::run(args).await,
                 Command::Lake(args) => lake::run(args).await,
+                Command::Rebuild(args) => rebuild::run(args).await,
+                Command::RebuildChild(args) => rebuild::child(&args).await,
                 Command::Serve(args) => {
                     let settings = orders::Settings::from_args(&args)?;
                     Ok(orders::run(settings, orders::shutdown_signal()).await?)
