@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{adhoc, await_read_model, command, get, interrupt, post, start};
+use support::{adhoc, await_read_model, command, dynamodb_env, get, interrupt, post, start};
 
 const SAMPLE: &str = r#"{"orderId":"6119","items":[{"itemid":"z3333","quantity":6},{"itemid":"z4444","quantity":3}]}"#;
 
@@ -152,17 +152,7 @@ async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
     write_store::dynamodb::DynamoDbStore::create_table(&client, &table).await.expect("create table on moto");
 
     let cwd = tempfile::tempdir().unwrap();
-    let running = start(
-        cwd.path(),
-        &[
-            ("ORDERS_STORE", "dynamodb"),
-            ("ORDERS_TABLE", &table),
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ],
-    );
+    let running = start(cwd.path(), &dynamodb_env(&table, &endpoint));
     let (status, _, body) = post(&running.url, SAMPLE).await;
     assert_eq!((status, body["version"].as_u64()), (201, Some(1)));
 
@@ -184,14 +174,7 @@ async fn with_dynamodb_configured_the_same_binary_writes_to_dynamodb() {
     interrupt(running);
 
     // The stream poller projects what the API wrote.
-    let env = [
-        ("ORDERS_STORE", "dynamodb"),
-        ("ORDERS_TABLE", table.as_str()),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ];
+    let env = dynamodb_env(&table, &endpoint);
     let out = command(cwd.path(), &env).args(["project", "--source", "dynamodb", "--once"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "projected 1 stream records (1 applied)");

@@ -15,7 +15,7 @@ use domain::testkit::Rng;
 use domain::{OrderCommand, OrderDraft, OrderId};
 use read_model::{ReadModel, SnapshotPosition, Target};
 use support::load::{self, Ledger};
-use support::{command, interrupt, start};
+use support::{command, dynamodb_env, interrupt, start};
 use test_support::databases::{ALL, Backend, assert_equals_orders, fresh, long_lines};
 use write_store::OrderStore;
 use write_store::dynamodb::DynamoDbStore;
@@ -269,15 +269,8 @@ async fn given_dynamodb_when_writes_land_during_a_parallel_scan_rebuild_then_the
     };
     let target = fresh(Backend::MariaDb).await;
     let cwd = tempfile::tempdir().unwrap();
-    let env = [
-        ("ORDERS_STORE", "dynamodb"),
-        ("ORDERS_TABLE", table.as_str()),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("READ_MODEL_URL", target.url.as_str()),
-    ];
+    let mut env = dynamodb_env(&table, &endpoint);
+    env.push(("READ_MODEL_URL", &target.url));
     let mut rebuild = command(cwd.path(), &env);
     rebuild.args(["rebuild", "--scan-segments", "8"]);
     let out = tokio::task::spawn_blocking(move || rebuild.output()).await.unwrap().unwrap();

@@ -34,6 +34,18 @@ impl Running {
     }
 }
 
+/// The variables that point the binary at `table` on moto at `endpoint` (`ORDERS_STORE=dynamodb`).
+pub fn dynamodb_env<'a>(table: &'a str, endpoint: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("ORDERS_STORE", "dynamodb"),
+        ("ORDERS_TABLE", table),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ]
+}
+
 pub fn command(cwd: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(binary());
     cmd.current_dir(cwd).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "warn");
