@@ -63,7 +63,7 @@ pub struct DeadLettersStatus {
 /// Why the projection is degraded.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Reason {
-    /// `projection_lagging` or `changes_set_aside`.
+    /// `projection_lagging`, `changes_set_aside` or `rebuild_unfinished`.
     #[schema(example = "projection_lagging")]
     pub code: String,
     pub message: String,
@@ -106,6 +106,7 @@ pub(crate) async fn read_status(state: &AppState) -> Result<ProjectionStatus, Qu
     let applied = state.model.positions().await?;
     let backlogs = state.feed.backlogs(&applied).await.map_err(QueryError::Unavailable)?;
     let letters = state.model.dead_letters(10).await?;
+    let unfinished = state.model.unfinished_rebuild().await?;
     let mut sources: Vec<SourceStatus> = applied
         .iter()
         .map(|p| SourceStatus {
@@ -167,6 +168,16 @@ pub(crate) async fn read_status(state: &AppState) -> Result<ProjectionStatus, Qu
             message: format!(
                 "{} change(s) could not be applied and are set aside; see /projection/status and `orders dead-letters`",
                 letters.count
+            ),
+        });
+    }
+    if let Some(read_model::Target::Unfinished { source, started_at }) = unfinished {
+        reasons.push(Reason {
+            code: "rebuild_unfinished".into(),
+            message: format!(
+                "a rebuild from {source} started {} has not finished: this read model holds part of the orders at \
+                 most; run `orders rebuild` again or read the model in use",
+                time(&started_at)
             ),
         });
     }

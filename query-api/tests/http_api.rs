@@ -453,6 +453,26 @@ async fn given_a_stalled_stream_or_a_change_set_aside_then_status_and_health_say
 }
 
 #[tokio::test]
+async fn given_a_read_model_whose_rebuild_did_not_finish_then_health_says_degraded_and_why() {
+    for backend in BACKENDS {
+        // Given a read model a rebuild began and never finished
+        let f = fixture(backend).await;
+        eprintln!("on {backend:?}"); // shown with a failure: which backend it was
+        f.model.clear().await.unwrap();
+        drop(f.model.start_rebuild("embedded").await.unwrap());
+
+        // When asked for its health, then it answers degraded, naming the unfinished rebuild
+        let r = get(&f.app, "/health", &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body["status"], "degraded");
+        let codes: Vec<&str> =
+            r.body["reasons"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect();
+        assert_eq!(codes, ["rebuild_unfinished"]);
+        f.done().await;
+    }
+}
+
+#[tokio::test]
 async fn given_the_database_unreachable_then_reports_answer_503_within_the_pool_timeout_not_a_hang() {
     let model = Arc::new(ReadModel::connect("postgres://nobody@127.0.0.1:1/none").unwrap());
     let app = app(model, settings());

@@ -93,14 +93,21 @@ const LINE_COLS: [Col; 4] = [Col::Text, Col::Text, Col::Int, Col::Decimal];
 impl ReadModel {
     /// What the read model holds, as a rebuild's target.
     pub async fn rebuild_target(&self) -> Result<Target> {
+        if let Some(unfinished) = self.unfinished_rebuild().await? {
+            return Ok(unfinished);
+        }
+        Ok(if self.is_empty().await? { Target::Empty } else { Target::Projected })
+    }
+
+    /// `Target::Unfinished` when a rebuild began and did not finish (one read of the marker).
+    pub async fn unfinished_rebuild(&self) -> Result<Option<Target>> {
         let sql = format!("SELECT source, {} FROM projection_rebuild", self.dialect.time_out("started_at"));
         let mut conn = self.pool.read().await?;
         let marker = Stmt::new(sql).fetch(&mut conn).await?;
-        drop(conn);
-        if let Some(r) = marker.first() {
-            return Ok(Target::Unfinished { source: get_text(r, 0)?, started_at: get_time(r, 1)? });
-        }
-        Ok(if self.is_empty().await? { Target::Empty } else { Target::Projected })
+        marker
+            .first()
+            .map(|r| Ok(Target::Unfinished { source: get_text(r, 0)?, started_at: get_time(r, 1)? }))
+            .transpose()
     }
 
     /// Starts a rebuild from `source` (a name for people: where the snapshot comes from). The target must be empty
