@@ -155,14 +155,6 @@ fn csv_rows(orders: &[Order], mysql: bool) -> (Vec<u8>, Vec<u8>) {
 
 const ORDER_COLUMNS: &str =
     "orderid, orderstatus, orderdate, sale_month, version, created_at, updated_at, projected_at";
-const GROUP_ITEMS: &str = "INSERT INTO item_sales (itemid, totalordered, totalrevenue, pricedordered, ordercount, \
-     lastorderdate) SELECT i.itemid, SUM(i.quantity), SUM(COALESCE(i.quantity * i.unitprice, 0)), \
-     SUM(CASE WHEN i.unitprice IS NULL THEN 0 ELSE i.quantity END), COUNT(*), MAX(o.orderdate) \
-     FROM orderitems i JOIN orders o ON o.orderid = i.orderid WHERE o.orderstatus = 'created' GROUP BY i.itemid";
-const GROUP_MONTHS: &str = "INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered) \
-     SELECT i.itemid, o.sale_month, SUM(i.quantity) FROM orderitems i JOIN orders o ON o.orderid = i.orderid \
-     WHERE o.orderstatus = 'created' GROUP BY i.itemid, o.sale_month";
-
 /// The floor's load on PostgreSQL: both tables by COPY, into a migrated database, its keys and index in place or
 /// (`after`) dropped first and built after the load. Seconds.
 async fn pg_load(url: &str, rows: &(Vec<u8>, Vec<u8>), after: bool) -> anyhow::Result<f64> {
@@ -226,16 +218,17 @@ async fn mysql_load(url: &str, files: &(std::path::PathBuf, std::path::PathBuf),
 /// The floor's aggregates: one `INSERT ... SELECT ... GROUP BY` per report table over the loaded rows. Seconds.
 async fn group_by(url: &str, mysql: bool) -> anyhow::Result<f64> {
     let mut conn = AnyConnection::connect(url).await?;
-    // As the rebuild does on MariaDB: no sorting of the groups, and temporary tables in memory.
-    let unsorted = if mysql { " ORDER BY NULL" } else { "" };
+    // The rebuild's own statements; on MariaDB with its temporary tables in memory, on PostgreSQL with its work_mem.
     if mysql {
         conn.execute("SET SESSION tmp_table_size = 268435456, max_heap_table_size = 268435456").await?;
     } else {
         conn.execute("SET work_mem = '256MB'").await?;
     }
+    let dialect = if mysql { read_model::Dialect::MySql } else { read_model::Dialect::Postgres };
     let start = Instant::now();
-    conn.execute(sqlx::AssertSqlSafe(format!("{GROUP_ITEMS}{unsorted}"))).await?;
-    conn.execute(sqlx::AssertSqlSafe(format!("{GROUP_MONTHS}{unsorted}"))).await?;
+    for sql in read_model::model::report_inserts(dialect) {
+        conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+    }
     Ok(start.elapsed().as_secs_f64())
 }
 

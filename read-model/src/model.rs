@@ -37,8 +37,8 @@ use totals::{item_totals_columns, item_totals_of};
 
 pub use health::{Backlog, DeadLetter, DeadLetters};
 pub use logins::{DbRole, LoginAuth};
-use rebuild::{GROUPED_REVENUE, MONTHS_GROUPED, item_totals_grouped};
-pub use rebuild::{Rebuild, Rebuilt, SnapshotPosition, Target};
+use rebuild::{MONTHS_GROUPED, grouped_revenue, item_totals_grouped};
+pub use rebuild::{Rebuild, Rebuilt, SnapshotPosition, Target, report_inserts};
 use report_rows::CursorValue;
 pub use report_rows::{
     Cursor, Epoch, ItemPage, ItemQuery, ItemRow, ItemSort, MonthRow, PositionRow, ProjectedVersion, ReadAt,

@@ -76,13 +76,35 @@ pub(super) fn item_totals_grouped(revenue: &str) -> String {
     )
 }
 
-/// The revenue of the grouped lines, where the backend has exact decimals.
-pub(super) const GROUPED_REVENUE: &str = "SUM(COALESCE(i.quantity * i.unitprice, 0))";
+/// The revenue of the grouped lines, where the backend has exact decimals; on SQLite, whose arithmetic on its text
+/// decimals is floating point, a zero that the caller replaces with an exact sum.
+pub(super) fn grouped_revenue(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "'0'",
+        _ => "SUM(COALESCE(i.quantity * i.unitprice, 0))",
+    }
+}
 
 /// The per-item monthly quantities of the counted orders' lines, grouped in the database.
 pub(super) const MONTHS_GROUPED: &str = "SELECT i.itemid AS itemid, o.sale_month AS sale_month, \
      SUM(i.quantity) AS monthlyordered FROM orderitems i \
      JOIN orders o ON o.orderid = i.orderid WHERE o.orderstatus = 'created' GROUP BY i.itemid, o.sale_month";
+
+/// The two statements that fill `item_sales` and `item_monthly_sales` from the loaded rows, as a rebuild runs them
+/// on `d` (on SQLite the revenue is then set from exact sums). Public for the benchmark's floor, which must group
+/// exactly as the rebuild does.
+pub fn report_inserts(d: Dialect) -> [String; 2] {
+    // MariaDB sorts a GROUP BY's result unless told not to.
+    let unsorted = if d == Dialect::MySql { " ORDER BY NULL" } else { "" };
+    [
+        format!(
+            "INSERT INTO item_sales (itemid, totalordered, totalrevenue, pricedordered, ordercount, lastorderdate) \
+             {}{unsorted}",
+            item_totals_grouped(grouped_revenue(d))
+        ),
+        format!("INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered) {MONTHS_GROUPED}{unsorted}"),
+    ]
+}
 
 const ORDER_COLUMNS: &str =
     "orderid, orderstatus, orderdate, sale_month, version, created_at, updated_at, projected_at";
@@ -282,18 +304,11 @@ impl Rebuild<'_> {
                 tx.execute_raw(sql).await?;
             }
         }
-        let revenue = if d == Dialect::Sqlite { "'0'" } else { GROUPED_REVENUE };
-        // MariaDB sorts a GROUP BY's result unless told not to, and groups in a temporary table that spills to
-        // disk past 16 MB by default.
-        let unsorted = if d == Dialect::MySql { " ORDER BY NULL" } else { "" };
         if d == Dialect::MySql {
+            // Its GROUP BY's temporary table in memory: past 16 MB by default it spills to disk.
             tx.execute_raw("SET SESSION tmp_table_size = 268435456, max_heap_table_size = 268435456").await?;
         }
-        let items = format!(
-            "INSERT INTO item_sales (itemid, totalordered, totalrevenue, pricedordered, ordercount, lastorderdate) \
-             {}{unsorted}",
-            item_totals_grouped(revenue)
-        );
+        let [items, months] = report_inserts(d);
         self.rebuilt.items = Stmt::new(items).run(&mut tx).await?;
         if d == Dialect::Sqlite {
             let sql = format!(
@@ -306,8 +321,6 @@ impl Rebuild<'_> {
                 Stmt::with_vals(sql.clone(), values, d).run(&mut tx).await?;
             }
         }
-        let months =
-            format!("INSERT INTO item_monthly_sales (itemid, sale_month, monthlyordered) {MONTHS_GROUPED}{unsorted}");
         self.rebuilt.months = Stmt::new(months).run(&mut tx).await?;
         let rows: Vec<(&str, &Sequence, DateTime<Utc>)> =
             positions.iter().map(|p| (p.source.as_str(), &p.sequence, p.changed_at)).collect();

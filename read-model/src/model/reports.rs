@@ -284,7 +284,7 @@ impl ReadModel {
             int("pricedordered"),
             int("ordercount"),
             d.time_out("lastorderdate"),
-            item_totals_grouped(if d == Dialect::Sqlite { "'0'" } else { GROUPED_REVENUE })
+            item_totals_grouped(grouped_revenue(d))
         );
         let mut tx = self.read_snapshot().await?;
         let mut items: BTreeMap<ItemId, ItemRow> = BTreeMap::new();
