@@ -94,6 +94,7 @@ pub fn routes(queries: Queries) -> Router {
         Submitted,
         QueryStatus,
         ResultsPage,
+        DownloadLink,
         Column,
         ErrorBody,
         web::envelope::ErrorDetail,
@@ -209,6 +210,13 @@ fn rows_schema() -> utoipa::openapi::schema::Schema {
             "items": { "type": ["string", "number", "integer", "boolean", "null"] }
         }
     }))
+}
+
+/// Where the whole result can be fetched without credentials, for a short while (a presigned link).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadLink {
+    pub url: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -406,10 +414,13 @@ async fn results(
     Ok(no_store(Json(ResultsPage { columns: page.columns, rows: page.rows, next_token: page.next }).into_response()))
 }
 
-/// The whole result as CSV: streamed here, or a redirect to a presigned link (AWS).
+/// The whole result as CSV: streamed here, or a redirect to a presigned link (AWS). A caller that cannot follow a
+/// redirect with its own headers (the dashboard, whose bearer token must not go to S3) asks with
+/// `Accept: application/json` and gets the link as `{"url"}`.
 #[utoipa::path(get, path = "/queries/{id}/download", tag = "ad-hoc SQL", params(("id" = String, Path, format = "uuid", description = "The query's id, from its submission")),
     responses(
-        (status = 200, description = "CSV", content_type = "text/csv"),
+        (status = 200, description = "CSV; or, asked with Accept: application/json where the CSV is elsewhere (AWS), \
+            its presigned link", content((String = "text/csv"), (DownloadLink = "application/json"))),
         (status = 303, description = "Presigned link to the CSV", headers(("Location" = String))),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -420,8 +431,15 @@ async fn download(
     State(q): State<Queries>,
     Caller(caller): Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, AdhocError> {
+    let wants_json = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.split(';').next().is_some_and(|t| t.trim() == "application/json")));
     match q.service()?.download(&caller, &id).await? {
+        Download::Redirect(url) if wants_json => Ok(no_store(Json(DownloadLink { url }).into_response())),
         Download::Redirect(url) => {
             let location = HeaderValue::from_str(&url).map_err(|e| AdhocError::Unavailable(e.to_string()))?;
             Ok(no_store((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()))

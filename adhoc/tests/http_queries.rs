@@ -175,6 +175,16 @@ async fn given_a_query_when_another_caller_asks_for_it_then_it_does_not_exist_fo
     let (status, _, headers) = call(&api, "GET", &format!("/queries/{id}/download"), Some("alice"), None).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(headers["location"].to_str().unwrap().starts_with("https://results.example/"));
+    // Asked for JSON (the dashboard with a bearer token, which must not follow the redirect), the link itself.
+    let req = Request::get(format!("/queries/{id}/download"))
+        .header("x-test-caller", "alice")
+        .header("accept", "application/json, text/plain;q=0.5")
+        .body(Body::empty())
+        .unwrap();
+    let res = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!((res.status(), res.headers()["content-type"].to_str().unwrap()), (StatusCode::OK, "application/json"));
+    let link: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(link, json!({"url": "https://results.example/q.csv?signature=x"}));
 }
 
 #[tokio::test]
