@@ -229,7 +229,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         None => model.clone(),
     };
     let adhoc = adhoc_queries(&settings, &lake, query_addr).await?;
-    let query_settings = settings.query_api.clone();
+    let mut query_settings = settings.query_api.clone();
+    // The dashboard calls the command API this process serves, unless told otherwise; the command API lets the
+    // query API's own origin call it, unless told which origins may.
+    query_settings.dashboard.command_api.get_or_insert_with(|| format!("http://{}", browsable(command_addr)));
+    let origins = match settings.dashboard_origins.is_empty() {
+        true => own_origins(query_addr),
+        false => settings.dashboard_origins.clone(),
+    };
     let query_app = match &opened {
         Opened::Embedded(embedded) => {
             let feed = Arc::new(EmbeddedFeed(embedded.clone()));
@@ -239,7 +246,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     };
     let serving = web::ServeSettings::default();
     let (served, queried) = tokio::join!(
-        web::serve(commands, command_api::app(store), signal(), serving),
+        web::serve(commands, command_api::app_with_origins(store, &origins), signal(), serving),
         web::serve(queries, query_app, signal(), serving),
     );
     // The projector finishes the batch in hand, then the store's writer drains as the last handle drops. A batch
@@ -258,6 +265,30 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     queried.map_err(RunError::Serve)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `addr` as a browser on this machine reaches it: an unspecified address (0.0.0.0, ::) as loopback.
+fn browsable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
+/// The origins a browser on this machine gives the query API listening on `addr`: its address, and `localhost`
+/// when that address is loopback or unspecified.
+pub fn own_origins(addr: SocketAddr) -> Vec<String> {
+    let shown = browsable(addr);
+    let mut origins = vec![format!("http://{shown}")];
+    if shown.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    origins
 }
 
 /// The embedded change log as the query side's view of the feed: exactly what waits after the applied position.

@@ -31,6 +31,11 @@ pub struct RunnerArgs {
     pub dev_email: String,
     #[command(flatten, next_help_heading = "APIs")]
     pub query_api: QueryApiArgs,
+    /// Origins whose pages may call the command API (CORS), comma-separated `http(s)://host[:port]`; by default the
+    /// query API's own, where the dashboard is served.
+    #[arg(long, env = "DASHBOARD_ORIGINS", value_delimiter = ',', value_parser = web::cors::origin,
+          help_heading = "APIs")]
+    pub dashboard_origins: Vec<String>,
 
     #[command(flatten, next_help_heading = "Read model")]
     pub read_model: ReadModelArgs,
@@ -82,6 +87,8 @@ pub struct Settings {
     pub embedded_engine: adhoc_embedded::EmbeddedSettings,
     pub dev_identity: adhoc::Identity,
     pub query_api: query_api::Settings,
+    /// Origins allowed to call the command API; empty: the query API's own (known once it listens).
+    pub dashboard_origins: Vec<String>,
 }
 
 /// Which engine runs ad-hoc SQL.
@@ -118,6 +125,7 @@ impl Settings {
             embedded_engine: (&args.embedded_engine).into(),
             dev_identity: adhoc::Identity { principal: args.dev_identity.clone(), email: Some(args.dev_email.clone()) },
             query_api: (&args.query_api).into(),
+            dashboard_origins: args.dashboard_origins.clone(),
             data_dir,
         })
     }
@@ -142,6 +150,21 @@ mod tests {
         assert_eq!(s.store, StoreSettings::Embedded { data_dir: "./data".into() });
         assert_eq!(s.query_engine, QueryEngine::Embedded);
         assert_eq!(s.query_api.lag_threshold, Duration::from_secs(60));
+        assert_eq!((s.query_api.dashboard.command_api, s.dashboard_origins), (None, vec![]), "found once listening");
+    }
+
+    #[test]
+    fn given_dashboard_origins_then_each_must_be_an_origin() {
+        let s = Settings::from_pairs(&[("DASHBOARD_ORIGINS", "https://dash.example.com, http://localhost:8080")]);
+        assert_eq!(s.unwrap().dashboard_origins, ["https://dash.example.com", "http://localhost:8080"]);
+        for bad in ["*", "https://dash.example.com/app"] {
+            let err = Settings::from_pairs(&[("DASHBOARD_ORIGINS", bad)]).unwrap_err().to_string();
+            assert!(err.contains("DASHBOARD_ORIGINS"), "{err}");
+        }
+        let s = Settings::from_pairs(&[("DASHBOARD_COMMAND_API_URL", "https://api.example.com/"), ("API_AUTH", "JWT")]);
+        let dashboard = s.unwrap().query_api.dashboard;
+        assert_eq!(dashboard.command_api.as_deref(), Some("https://api.example.com"));
+        assert_eq!(dashboard.auth, query_api::settings::ApiAuth::Jwt);
     }
 
     #[test]

@@ -58,6 +58,15 @@ pub fn openapi() -> serde_json::Value {
     web::openapi::served(&doc)
 }
 
+/// The command API answering CORS for `origins` (each checked by `web::cors::origin`): the local runner, so the
+/// dashboard served by the query API can place orders. On Lambda API Gateway answers CORS (`CorsConfiguration`).
+pub fn app_with_origins(store: Arc<dyn OrderStore>, origins: &[String]) -> Router {
+    match web::cors::allow(origins) {
+        Some(cors) => app(store).layer(cors),
+        None => app(store),
+    }
+}
+
 /// The command API. Locally served by `axum::serve`; on Lambda by `lambda_http::run`.
 pub fn app(store: Arc<dyn OrderStore>) -> Router {
     let router = Router::new()

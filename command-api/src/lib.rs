@@ -6,4 +6,4 @@ pub mod http;
 pub mod openapi;
 
 pub use error::ApiError;
-pub use http::app;
+pub use http::{app, app_with_origins};

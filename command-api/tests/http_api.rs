@@ -329,3 +329,44 @@ async fn the_api_publishes_its_openapi_3_1_document_with_every_status_and_an_int
     let docs = app.clone().oneshot(Request::get("/docs").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
 }
+
+/// The question a browser asks before a cross-origin POST with JSON and a token.
+async fn preflight(app: &Router, origin: &str) -> Reply {
+    let headers = [
+        ("origin", origin),
+        ("access-control-request-method", "POST"),
+        ("access-control-request-headers", "content-type,authorization"),
+    ];
+    send(app, Method::OPTIONS, "/orders", &headers, Body::empty()).await
+}
+
+#[tokio::test]
+async fn given_an_allowed_origin_then_preflights_and_answers_carry_cors_for_it_and_for_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("orders.db"), EmbeddedOptions::default()).unwrap();
+    let dashboard = "http://127.0.0.1:3001";
+    let app = command_api::app_with_origins(Arc::new(store), &[dashboard.to_owned()]);
+    // Given the dashboard's origin, when the browser asks first, then POST with JSON and a token is allowed.
+    let allowed = preflight(&app, dashboard).await;
+    assert_eq!(allowed.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), dashboard);
+    assert!(allowed.header(header::ACCESS_CONTROL_ALLOW_METHODS).contains("POST"));
+    assert!(allowed.header(header::ACCESS_CONTROL_ALLOW_HEADERS).contains("authorization"));
+    assert_eq!(allowed.header(header::ACCESS_CONTROL_ALLOW_CREDENTIALS), "", "no credentials");
+    // And the answer itself (an error too) names the origin and exposes the version's ETag.
+    let created = send(&app, Method::POST, "/orders", &[JSON, ("origin", dashboard)], EARLIER).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), dashboard);
+    assert!(created.header(header::ACCESS_CONTROL_EXPOSE_HEADERS).contains("etag"));
+    let invalid = send(&app, Method::POST, "/orders", &[JSON, ("origin", dashboard)], r#"{"orderId":""}"#).await;
+    assert_eq!(
+        (invalid.status, invalid.header(header::ACCESS_CONTROL_ALLOW_ORIGIN)),
+        (StatusCode::UNPROCESSABLE_ENTITY, dashboard)
+    );
+    // Given any other origin, then nothing allows it.
+    let other = preflight(&app, "https://evil.example").await;
+    assert_eq!(other.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "");
+    // Given no list (the Lambda: API Gateway answers CORS), then no CORS header at all.
+    let (_dir, plain) = embedded();
+    let r = send(&plain, Method::POST, "/orders", &[JSON, ("origin", dashboard)], EARLIER).await;
+    assert_eq!((r.status, r.header(header::ACCESS_CONTROL_ALLOW_ORIGIN)), (StatusCode::CREATED, ""));
+}

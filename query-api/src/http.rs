@@ -1,4 +1,4 @@
-//! The query API's Router: the reports, the projection's status and health, `/queries`, and the OpenAPI document
+//! The query API's Router: the dashboard (`GET /`), the reports, the projection's status and health, `/queries`, and the OpenAPI document
 //! of them all, behind the edge every request passes (`web::edge`).
 
 use std::sync::Arc;
@@ -72,9 +72,11 @@ pub fn app_watching(
     feed: Arc<dyn FeedWatch>,
 ) -> Router {
     let doc = Arc::new(document(queries.service.as_ref().map(|s| s.guard().database.as_str())));
+    let dashboard = crate::dashboard::routes(&settings.dashboard);
     let router = Router::new()
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .merge(web::docs::routes("orders query API"))
+        .merge(dashboard)
         .route("/health", get(crate::status::health))
         .route("/itemSalesReport", get(item_report))
         .route("/monthlySalesByItem/{itemid}", get(monthly_report))

@@ -6,6 +6,7 @@
 //! Ad-hoc SQL (`/queries`, from the `adhoc` crate) is mounted on the same Router by `app_with_queries`: Athena in
 //! the Lambda, the embedded engine in the local runner.
 
+pub mod dashboard;
 pub mod error;
 pub mod feed;
 pub mod http;
