@@ -2,6 +2,7 @@
 //! directory, stopped with Ctrl-C or killed, and driven over HTTP.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod load;
 
 use std::io::{BufRead, BufReader};
