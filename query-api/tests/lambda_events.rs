@@ -38,3 +38,31 @@ async fn given_an_api_gateway_report_request_then_the_lambda_router_answers_with
     assert_eq!(body[0]["itemid"], "z3333");
     assert_eq!(body.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn given_an_api_gateway_request_for_the_root_then_the_lambda_router_serves_the_dashboard() {
+    let model = ReadModel::connect("sqlite::memory:").unwrap();
+    model.migrate().await.unwrap();
+    let dashboard = query_api::settings::Dashboard {
+        command_api: Some("https://cmd123.execute-api.eu-west-1.amazonaws.com".into()),
+        auth: query_api::settings::ApiAuth::Jwt,
+    };
+    let app = query_api::app(Arc::new(model), query_api::Settings { dashboard, ..Default::default() });
+
+    // When API Gateway's event for GET /
+    let path = format!("{}/../events/query-api-dashboard.json", env!("CARGO_MANIFEST_DIR"));
+    let event = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let (parts, body) = lambda_http::request::from_str(&event).expect("a valid API Gateway event").into_parts();
+    let response =
+        app.oneshot(axum::http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()))).await.unwrap();
+
+    // Then the page, with a policy naming the stack's command API
+    assert_eq!(
+        (response.status(), response.headers()["content-type"].to_str().unwrap()),
+        (axum::http::StatusCode::OK, "text/html; charset=utf-8")
+    );
+    let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("connect-src 'self' https://cmd123.execute-api.eu-west-1.amazonaws.com;"), "{csp}");
+    let html = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(html.contains(r#"<script type="module" src="dashboard/app.js">"#), "relative paths: {html}");
+}
