@@ -22,7 +22,8 @@ let query = { id: null, nextToken: null };
 /** One call: the bearer token when there is one; the answer's JSON (or text); never throws. */
 async function call(url, init = {}) {
   const headers = new Headers(init.headers || {});
-  if (token) headers.set("authorization", `Bearer ${token}`);
+  const used = token;
+  if (used) headers.set("authorization", `Bearer ${used}`);
   if (!headers.has("accept")) headers.set("accept", "application/json");
   let response;
   try {
@@ -37,7 +38,10 @@ async function call(url, init = {}) {
   } catch {
     // not JSON: kept as text
   }
-  if (response.status === 401 && config.auth === "JWT") askForToken("The API refused the token (401). Sign in again.");
+  // A refusal of a token already replaced (an older call still in flight) is no reason to ask again.
+  if (response.status === 401 && config.auth === "JWT" && used === token) {
+    askForToken("The API refused the token (401). Sign in again.");
+  }
   return { status: response.status, ok: response.ok, headers: response.headers, body };
 }
 
@@ -363,13 +367,16 @@ function wire() {
   followWidths();
 }
 
-let started = false;
+let polling = false;
+/** Loads what the page shows; again after a new token. The lag panel's polling starts once. */
 function start() {
-  if (started) return;
-  started = true;
-  loadStatus();
+  if (!polling) {
+    polling = true;
+    loadStatus();
+  }
   loadChart();
-  loadItems(firstItemsPage());
+  loadItems(items.current ?? firstItemsPage());
+  if (selectedItem) showMonthly(selectedItem);
 }
 
 async function boot() {
