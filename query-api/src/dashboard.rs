@@ -5,25 +5,34 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+use web::assets::{Asset, respond};
+
 use crate::error::QueryError;
 use crate::settings::Dashboard;
 
-const INDEX: &str = include_str!("../assets/dashboard/index.html");
+/// An embedded file of `assets/dashboard`, gzipped by `build.rs`.
+macro_rules! asset {
+    ($name:literal, $kind:expr) => {
+        ($name, Asset { content_type: $kind, gzip: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".gz")) })
+    };
+}
 
-/// The page's assets by name: content type and bytes.
-const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.js", JS, include_str!("../assets/dashboard/app.js")),
-    ("views.mjs", JS, include_str!("../assets/dashboard/views.mjs")),
-    ("logic.mjs", JS, include_str!("../assets/dashboard/logic.mjs")),
-    ("app.css", CSS, include_str!("../assets/dashboard/app.css")),
-    ("uPlot.iife.min.js", JS, include_str!("../assets/dashboard/uPlot.iife.min.js")),
-    ("uPlot.min.css", CSS, include_str!("../assets/dashboard/uPlot.min.css")),
-    ("icon.svg", "image/svg+xml", include_str!("../assets/dashboard/icon.svg")),
+const INDEX: Asset = asset!("index.html", "text/html; charset=utf-8").1;
+
+/// The page's assets by name.
+const ASSETS: &[(&str, Asset)] = &[
+    asset!("app.js", JS),
+    asset!("views.mjs", JS),
+    asset!("logic.mjs", JS),
+    asset!("app.css", CSS),
+    asset!("uPlot.iife.min.js", JS),
+    asset!("uPlot.min.css", CSS),
+    asset!("icon.svg", "image/svg+xml"),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
@@ -64,33 +73,32 @@ pub fn routes<S: Clone + Send + Sync + 'static>(dashboard: &Dashboard) -> Router
     Router::new().route("/", get(index)).route("/dashboard/{asset}", get(asset)).with_state(page)
 }
 
-fn headed(page: &Page, kind: &str, cache: &'static str, body: impl IntoResponse) -> Response {
-    let mut response = body.into_response();
+/// The security headers every dashboard answer carries.
+fn secured(page: &Page, mut response: Response) -> Response {
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(kind).unwrap_or(HeaderValue::from_static("text/plain")));
     h.insert(header::CONTENT_SECURITY_POLICY, page.csp.clone());
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     response
 }
 
-async fn index(State(page): State<Page>) -> Response {
+async fn index(State(page): State<Page>, headers: HeaderMap) -> Response {
     // The page changes with the binary; revalidated each time so a new deployment shows at once.
-    headed(&page, "text/html; charset=utf-8", "no-cache", INDEX)
+    secured(&page, respond(&INDEX, &headers, "no-cache"))
 }
 
-async fn asset(State(page): State<Page>, Path(name): Path<String>) -> Result<Response, QueryError> {
+async fn asset(State(page): State<Page>, Path(name): Path<String>, headers: HeaderMap) -> Result<Response, QueryError> {
     if name == "config.json" {
-        let body = serde_json::to_vec(&page.config).map_err(|e| QueryError::Internal(e.to_string()))?;
-        return Ok(headed(&page, "application/json", "no-store", body));
+        let mut response = axum::Json(&page.config).into_response();
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(secured(&page, response));
     }
-    let (_, kind, body) = ASSETS
+    let (_, asset) = ASSETS
         .iter()
-        .find(|(n, _, _)| *n == name)
+        .find(|(n, _)| *n == name)
         .ok_or_else(|| QueryError::NotFound(format!("no dashboard asset {name:?}")))?;
-    Ok(headed(&page, kind, "no-cache", *body))
+    Ok(secured(&page, respond(asset, &headers, "no-cache")))
 }
 
 #[cfg(test)]
@@ -110,13 +118,16 @@ mod tests {
 
     #[test]
     fn every_asset_the_page_names_is_served() {
+        let index = include_str!("../assets/dashboard/index.html");
         for name in ["app.js", "app.css", "uPlot.iife.min.js", "uPlot.min.css", "icon.svg"] {
-            assert!(INDEX.contains(&format!("dashboard/{name}")), "index.html loads {name}");
+            assert!(index.contains(&format!("dashboard/{name}")), "index.html loads {name}");
+            assert!(ASSETS.iter().any(|(n, _)| *n == name), "{name} is served");
         }
-        let app = ASSETS.iter().find(|(n, _, _)| *n == "app.js").map(|a| a.2).unwrap_or_default();
+        let app = include_str!("../assets/dashboard/app.js");
         for module in ["./views.mjs", "./logic.mjs"] {
             assert!(app.contains(module), "app.js imports {module}");
+            assert!(ASSETS.iter().any(|(n, _)| *n == &module[2..]), "{module} is served");
         }
-        assert!(!INDEX.contains("<script>") && !INDEX.contains("style="), "no inline script or style");
+        assert!(!index.contains("<script>") && !index.contains("style="), "no inline script or style");
     }
 }

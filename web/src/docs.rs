@@ -3,14 +3,23 @@
 //! behind an API Gateway stage prefix.
 
 use axum::Router;
-use axum::http::header;
+use axum::http::HeaderMap;
 use axum::response::Html;
 use axum::routing::get;
 
-const BUNDLE: &[u8] = include_bytes!("../assets/swagger-ui-bundle.js");
-const CSS: &[u8] = include_bytes!("../assets/swagger-ui.css");
+use crate::assets::{Asset, respond};
+
+/// Embedded gzipped (`build.rs`): 1.5 MB of script is ~0.45 MB compressed.
+const BUNDLE: Asset = Asset {
+    content_type: "text/javascript; charset=utf-8",
+    gzip: include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js.gz")),
+};
+const CSS: Asset = Asset {
+    content_type: "text/css; charset=utf-8",
+    gzip: include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css.gz")),
+};
 /// The assets change only with this binary.
-const CACHED: (header::HeaderName, &str) = (header::CACHE_CONTROL, "public, max-age=86400");
+const CACHED: &str = "public, max-age=86400";
 
 fn page(title: &str) -> String {
     format!(
@@ -39,12 +48,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(title: &'static str) -> Router<S
         .route("/docs", get(move || async move { Html(page(title)) }))
         .route(
             "/docs/swagger-ui-bundle.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), CACHED], BUNDLE) }),
+            get(|headers: HeaderMap| async move { respond(&BUNDLE, &headers, CACHED) }),
         )
-        .route(
-            "/docs/swagger-ui.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), CACHED], CSS) }),
-        )
+        .route("/docs/swagger-ui.css", get(|headers: HeaderMap| async move { respond(&CSS, &headers, CACHED) }))
 }
 
 #[cfg(test)]
