@@ -73,6 +73,17 @@ async fn assert_console_clean(browser: &Browser, expected: &[&str]) {
     assert!(bad.is_empty(), "errors in the browser console: {bad:#?}");
 }
 
+/// The page as the screenshot shows it: fresh, an item chosen, a short query run.
+async fn showcase(browser: &Browser, query_url: &str, sql: &str) {
+    browser.goto(&format!("{query_url}/")).await;
+    browser.wait("the table", "return document.querySelectorAll('#items-table tbody tr').length === 20;").await;
+    browser.fill("#monthly-item", "z3333").await;
+    browser.keys(ENTER).await;
+    browser.fill("#sql", &format!("{sql} LIMIT 5")).await;
+    browser.click("#console-run").await;
+    browser.wait("the results", "return !document.querySelector('#console-table').hidden;").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn given_orders_then_the_dashboard_shows_them_and_places_and_queries_like_a_person_would() {
     // Given the system on free ports, with orders placed over HTTP and in the lake.
@@ -237,24 +248,12 @@ async fn given_orders_then_the_dashboard_shows_them_and_places_and_queries_like_
     // Then nothing went wrong in the page (the provoked 400s and the 422 aside).
     assert_console_clean(&browser, &["400", "422"]).await;
 
-    // The page for the screenshot: fresh, an item chosen, a short query run.
-    browser.goto(&format!("{query_url}/")).await;
-    browser.wait("the table", "return document.querySelectorAll('#items-table tbody tr').length === 20;").await;
-    browser.fill("#monthly-item", "z3333").await;
-    browser.keys(ENTER).await;
-    browser.fill("#sql", &format!("{sql} LIMIT 5")).await;
-    browser.click("#console-run").await;
-    browser.wait("the results", "return !document.querySelector('#console-table').hidden;").await;
+    // The page for the screenshot, measured first at this width, then taken in a window as tall as the page.
+    showcase(&browser, &query_url, sql).await;
     let height = browser.script("return document.documentElement.scrollHeight;", json!([])).await;
     browser.quit().await;
     let desktop = Browser::start(1440, height.as_u64().unwrap_or(1800) as u32).await;
-    desktop.goto(&format!("{query_url}/")).await;
-    desktop.wait("the table", "return document.querySelectorAll('#items-table tbody tr').length === 20;").await;
-    desktop.fill("#monthly-item", "z3333").await;
-    desktop.keys(ENTER).await;
-    desktop.fill("#sql", &format!("{sql} LIMIT 5")).await;
-    desktop.click("#console-run").await;
-    desktop.wait("the results", "return !document.querySelector('#console-table').hidden;").await;
+    showcase(&desktop, &query_url, sql).await;
     desktop.wait("the months", "return document.querySelector('#monthly-chart canvas');").await;
     desktop.screenshot(&shots().join("desktop.png")).await;
     assert_console_clean(&desktop, &[]).await;
