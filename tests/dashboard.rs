@@ -329,3 +329,40 @@ async fn given_jwt_auth_then_the_page_takes_the_token_from_the_login_fragment_an
     browser.quit().await;
     support::interrupt(running);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn given_a_stalled_projection_then_the_lag_panel_warns_until_it_catches_up() {
+    use sqlx::{Connection, Executor};
+    // Given the system projecting into PostgreSQL with a 1 s lag threshold, and the page open.
+    let db = test_support::databases::fresh(test_support::databases::Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = support::start(dir.path(), &[("READ_MODEL_URL", &db.url), ("PROJECTION_LAG_THRESHOLD_SECS", "1")]);
+    let browser = Browser::start(1024, 800).await;
+    browser.goto(&format!("{}/", running.query_url)).await;
+    browser.wait("the lag panel", "return document.querySelector('#status-table tbody tr');").await;
+    let warning = "const w = document.querySelector('#status-warning'); return !w.hidden && w.innerText;";
+    assert_eq!(browser.script(warning, json!([])).await, false, "no warning while caught up");
+
+    // When the projector is held at a lock another session keeps on a report table while an order arrives.
+    let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    blocker.execute("BEGIN").await.unwrap();
+    blocker.execute("LOCK TABLE item_sales IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let (status, _, _) =
+        support::post(&running.url, r#"{"orderId":"late","items":[{"itemid":"z3333","quantity":1}]}"#).await;
+    assert_eq!(status, 201);
+
+    // Then the panel warns, naming the source, and flags its lag.
+    let shown = browser.wait("the warning", warning).await;
+    assert_eq!(shown, "Lag over 1.0 s on embedded: the reports are behind the orders.");
+    let flagged = browser.script("return document.querySelector('#status-table td.over') !== null;", json!([])).await;
+    assert_eq!(flagged, true);
+
+    // When the lock goes, then the warning does too.
+    blocker.execute("ROLLBACK").await.unwrap();
+    blocker.close().await.unwrap();
+    browser.wait("the warning to go", "return document.querySelector('#status-warning').hidden;").await;
+    assert_console_clean(&browser, &[]).await;
+    browser.quit().await;
+    support::interrupt(running);
+    db.drop_database().await;
+}
