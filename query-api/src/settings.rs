@@ -77,16 +77,10 @@ pub struct QueryApiArgs {
     pub api_auth: ApiAuth,
 }
 
-/// An absolute http(s) URL without query or fragment, kept without its trailing slash.
+/// An absolute http(s) URL without query, fragment or credentials (`web::cors::http_url`), kept without its
+/// trailing slash.
 pub fn command_api_url(raw: &str) -> Result<String, String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err("must be an http:// or https:// URL with a host".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err("must have no query, fragment or credentials".into());
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    web::cors::http_url(raw).map(|url| url.as_str().trim_end_matches('/').to_owned())
 }
 
 impl From<&QueryApiArgs> for Settings {

@@ -3,15 +3,24 @@
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+/// `raw` as an absolute http(s) URL with a host, and nothing but an address: no query, fragment or credentials.
+/// What a browser is pointed at (the command API's URL) and, with no path, an origin.
+pub fn http_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{raw:?} must be an http:// or https:// URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{raw:?} must have no query, fragment or credentials"));
+    }
+    Ok(url)
+}
+
 /// `raw` as an origin (`scheme://host[:port]`, http or https, nothing after), as browsers send it.
 pub fn origin(raw: &str) -> Result<String, String> {
-    let trimmed = raw.trim().trim_end_matches('/');
-    let url = url::Url::parse(trimmed).map_err(|e| format!("{raw:?} is not an origin: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("{raw:?} is not an origin: want http(s)://host[:port]"));
-    }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(format!("{raw:?} is not an origin: want http(s)://host[:port] with no path, query or user"));
+    let url = http_url(raw.trim().trim_end_matches('/'))?;
+    if url.path() != "/" {
+        return Err(format!("{raw:?} is not an origin: want http(s)://host[:port] with no path"));
     }
     Ok(url.origin().ascii_serialization())
 }
