@@ -371,11 +371,7 @@ async fn download(
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AdhocError> {
-    let wants_json = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.split(';').next().is_some_and(|t| t.trim() == "application/json")));
+    let wants_json = web::negotiate::accepts(&headers, header::ACCEPT, &["application/json"]);
     match q.service()?.download(&caller, &id).await? {
         Download::Redirect(url) if wants_json => Ok(no_store(Json(DownloadLink { url }).into_response())),
         Download::Redirect(url) => {

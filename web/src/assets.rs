@@ -6,6 +6,8 @@ use std::io::Read;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::negotiate::accepts;
+
 /// One embedded file: its content type and its gzipped bytes (`include_bytes!` of `$OUT_DIR/<name>.gz`).
 #[derive(Debug, Clone, Copy)]
 pub struct Asset {
@@ -13,23 +15,9 @@ pub struct Asset {
     pub gzip: &'static [u8],
 }
 
-/// Whether `Accept-Encoding` takes gzip (`gzip`, `x-gzip` or `*`, with a q-value above 0).
-pub fn accepts_gzip(request: &HeaderMap) -> bool {
-    request.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
-        |coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let refused = parts.any(|p| {
-                p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
-            });
-            matches!(name.as_str(), "gzip" | "x-gzip" | "*") && !refused
-        },
-    )
-}
-
 /// `asset` for a request with `request`'s headers, and `cache_control`.
 pub fn respond(asset: &Asset, request: &HeaderMap, cache_control: &'static str) -> Response {
-    let mut response = if accepts_gzip(request) {
+    let mut response = if accepts(request, header::ACCEPT_ENCODING, &["gzip", "x-gzip", "*"]) {
         let mut r = asset.gzip.into_response();
         r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
@@ -57,16 +45,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(accept).unwrap());
         h
-    }
-
-    #[test]
-    fn given_accept_encoding_then_gzip_is_taken_unless_refused() {
-        assert!(accepts_gzip(&headers("gzip, deflate, br, zstd")));
-        assert!(accepts_gzip(&headers("br;q=1.0, gzip;q=0.8")));
-        assert!(accepts_gzip(&headers("*")));
-        assert!(!accepts_gzip(&headers("gzip;q=0")));
-        assert!(!accepts_gzip(&headers("identity")));
-        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 
     #[tokio::test]
