@@ -282,7 +282,7 @@ fn browsable(addr: SocketAddr) -> SocketAddr {
 
 /// The origins a browser on this machine gives the query API listening on `addr`: its address, and `localhost`
 /// when that address is loopback or unspecified.
-pub fn own_origins(addr: SocketAddr) -> Vec<String> {
+fn own_origins(addr: SocketAddr) -> Vec<String> {
     let shown = browsable(addr);
     let mut origins = vec![format!("http://{shown}")];
     if shown.ip().is_loopback() {

@@ -1,5 +1,5 @@
-//! The query API's Router: the dashboard (`GET /`), the reports, the projection's status and health, `/queries`, and the OpenAPI document
-//! of them all, behind the edge every request passes (`web::edge`).
+//! The query API's Router: the dashboard (`GET /`), the reports, the projection's status and health, `/queries`,
+//! and the OpenAPI document of them all, behind the edge every request passes (`web::edge`).
 
 use std::sync::Arc;
 
