@@ -1,10 +1,13 @@
-//! Compresses the dashboard's files into OUT_DIR: the query API embeds and sends them gzipped.
+//! Compresses the dashboard's files into OUT_DIR: the query API embeds (`src/dashboard.rs` names which) and sends
+//! them gzipped.
 
 fn main() {
-    for name in
-        ["index.html", "app.js", "views.mjs", "logic.mjs", "app.css", "uPlot.iife.min.js", "uPlot.min.css", "icon.svg"]
-    {
-        gzip::gzip(&format!("assets/dashboard/{name}"), name);
+    let dir = "assets/dashboard";
+    println!("cargo:rerun-if-changed={dir}");
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {dir}: {e}"));
+    for entry in entries.flatten().filter(|e| e.path().is_file()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        gzip::gzip(&format!("{dir}/{name}"), &name);
     }
 }
 
